@@ -1,0 +1,191 @@
+"""One manifest format for every corpus: a list of utterances with an id and an audio reference.
+
+Sources read into it: a directory of audio files, a JSONL / CSV / Parquet manifest, or a
+Hugging Face `datasets` dataset saved with `save_to_disk`. Relative audio paths are resolved
+against the manifest's folder. Validation errors name the row and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+SPLITS = ("train", "dev", "test")
+
+
+class ManifestError(ValueError):
+    """A manifest row is invalid; the message names the source, row and field."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str  # unique within a corpus; pseudo-labels are keyed by it
+    audio: str  # absolute path of the audio file ("" when audio_bytes holds the audio)
+    duration: float | None = None  # seconds, when known without decoding
+    text: str | None = None  # reference transcript, when one exists
+    split: str | None = None  # train / dev / test, when the corpus is split
+    speaker: str | None = None  # speaker or voice name, for per-speaker figures
+    meta: dict[str, Any] = field(default_factory=dict)  # anything else (voice, augmentation)
+    audio_bytes: bytes | None = None  # encoded audio carried inline (HF datasets, Parquet)
+
+
+def read_manifest(source: str | Path, split: str | None = None) -> list[Utterance]:
+    """Read any supported source; optionally keep one split. Ids must be unique."""
+    path = Path(source)
+    if not path.exists():
+        raise ManifestError(f"{path}: no such file or directory")
+    if path.is_dir() and (path / "dataset_info.json").exists():
+        rows = _hf_dataset_rows(path)
+    elif path.is_dir() and (path / "manifest.jsonl").exists():
+        return read_manifest(path / "manifest.jsonl", split)
+    elif path.is_dir():
+        rows = _directory_rows(path)
+    elif path.suffix == ".jsonl":
+        rows = _jsonl_rows(path)
+    elif path.suffix == ".csv":
+        rows = _csv_rows(path)
+    elif path.suffix == ".parquet":
+        rows = _parquet_rows(path)
+    else:
+        raise ManifestError(f"{path}: unsupported manifest type (use a dir, .jsonl, .csv, .parquet)")
+    base = path if path.is_dir() else path.parent
+    utterances = [_validate(row, i, path, base) for i, row in enumerate(rows)]
+    _check_unique(utterances, path)
+    if split is not None:
+        if split not in SPLITS:
+            raise ManifestError(f"split must be one of {SPLITS}, got {split!r}")
+        utterances = [u for u in utterances if u.split == split]
+    return utterances
+
+
+def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> None:
+    """Write JSONL with audio paths relative to the manifest's folder (portable corpora)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for u in utterances:
+            row = {k: v for k, v in asdict(u).items() if k != "audio_bytes"}
+            audio = Path(u.audio)
+            if audio.is_absolute() and audio.is_relative_to(path.parent.resolve()):
+                row["audio"] = str(audio.relative_to(path.parent.resolve()))
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _validate(row: dict[str, Any], index: int, source: Path, base: Path) -> Utterance:
+    where = f"{source}: row {index + 1}"
+    if not isinstance(row, dict):
+        raise ManifestError(f"{where}: expected an object, got {type(row).__name__}")
+    known = {"id", "audio", "duration", "text", "split", "speaker", "meta", "audio_bytes"}
+    uid = row.get("id")
+    if not isinstance(uid, str) or not uid.strip():
+        raise ManifestError(f"{where}: field 'id' must be a non-empty string, got {uid!r}")
+    audio, audio_bytes = row.get("audio"), row.get("audio_bytes")
+    if audio_bytes is None and (not isinstance(audio, str) or not audio):
+        raise ManifestError(f"{where}: field 'audio' must be a path, got {audio!r}")
+    if isinstance(audio, str) and audio and not Path(audio).is_absolute():
+        audio = str((base / audio).resolve())
+    duration = row.get("duration")
+    if duration is not None and (
+        isinstance(duration, bool)
+        or not isinstance(duration, (int, float))
+        or not math.isfinite(duration)
+        or duration < 0
+    ):
+        raise ManifestError(f"{where}: field 'duration' must be seconds >= 0, got {duration!r}")
+    for name in ("text", "speaker"):
+        if row.get(name) is not None and not isinstance(row[name], str):
+            raise ManifestError(f"{where}: field '{name}' must be a string, got {row[name]!r}")
+    split = row.get("split")
+    if split is not None and split not in SPLITS:
+        raise ManifestError(f"{where}: field 'split' must be one of {SPLITS}, got {split!r}")
+    meta = dict(row.get("meta") or {})
+    meta.update({k: v for k, v in row.items() if k not in known})
+    return Utterance(
+        id=uid,
+        audio=audio or "",
+        duration=None if duration is None else float(duration),
+        text=row.get("text"),
+        split=split,
+        speaker=row.get("speaker"),
+        meta=meta,
+        audio_bytes=audio_bytes,
+    )
+
+
+def _check_unique(utterances: list[Utterance], source: Path) -> None:
+    seen: dict[str, int] = {}
+    for i, u in enumerate(utterances):
+        if u.id in seen:
+            raise ManifestError(
+                f"{source}: row {i + 1}: field 'id' {u.id!r} repeats row {seen[u.id] + 1}"
+            )
+        seen[u.id] = i
+
+
+def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{path}: row {i + 1}: not valid JSON ({err.msg})") from err
+    return rows
+
+
+def _csv_rows(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype={"id": str, "text": str, "speaker": str})
+    return _frame_rows(frame)
+
+
+def _parquet_rows(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    return _frame_rows(pd.read_parquet(path))
+
+
+def _frame_rows(frame) -> list[dict[str, Any]]:
+    frame = frame.astype(object).where(frame.notna(), None)
+    return frame.to_dict(orient="records")
+
+
+def _directory_rows(path: Path) -> list[dict[str, Any]]:
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise ManifestError(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return [{"id": str(f.relative_to(path).with_suffix("")), "audio": str(f)} for f in files]
+
+
+def _hf_dataset_rows(path: Path) -> list[dict[str, Any]]:
+    """A `datasets` dataset saved to disk: audio stays encoded (bytes or path), not decoded."""
+    try:
+        import datasets
+    except ImportError as err:
+        raise ManifestError(f"{path}: reading a saved HF dataset needs `pip install datasets`") from err
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        raise ManifestError(f"{path}: a DatasetDict; point at one split's folder")
+    if "audio" not in ds.column_names:
+        raise ManifestError(f"{path}: no 'audio' column (columns: {ds.column_names})")
+    ds = ds.cast_column("audio", datasets.Audio(decode=False))
+    text_col = next((c for c in ("text", "sentence", "transcript") if c in ds.column_names), None)
+    rows = []
+    for i, item in enumerate(ds):
+        audio = item["audio"]
+        local = audio.get("path") if audio.get("path") and Path(audio["path"]).is_file() else None
+        rows.append(
+            {
+                "id": str(item.get("id", i)),
+                "audio": local or "",
+                "audio_bytes": None if local else audio.get("bytes"),
+                "text": item.get(text_col) if text_col else None,
+            }
+        )
+    return rows
