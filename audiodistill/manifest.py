@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 SPLITS = ("train", "dev", "test")
@@ -51,7 +52,9 @@ def read_manifest(source: str | Path, split: str | None = None) -> list[Utteranc
     elif path.suffix == ".parquet":
         rows = _parquet_rows(path)
     else:
-        raise ManifestError(f"{path}: unsupported manifest type (use a dir, .jsonl, .csv, .parquet)")
+        raise ManifestError(
+            f"{path}: unsupported manifest type (use a dir, .jsonl, .csv, .parquet)"
+        )
     base = path if path.is_dir() else path.parent
     utterances = [_validate(row, i, path, base) for i, row in enumerate(rows)]
     _check_unique(utterances, path)
@@ -168,7 +171,9 @@ def _hf_dataset_rows(path: Path) -> list[dict[str, Any]]:
     try:
         import datasets
     except ImportError as err:
-        raise ManifestError(f"{path}: reading a saved HF dataset needs `pip install datasets`") from err
+        raise ManifestError(
+            f"{path}: reading a saved HF dataset needs `pip install datasets`"
+        ) from err
     ds = datasets.load_from_disk(str(path))
     if isinstance(ds, datasets.DatasetDict):
         raise ManifestError(f"{path}: a DatasetDict; point at one split's folder")

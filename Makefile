@@ -1,0 +1,24 @@
+# The two commands a new user needs (see README):
+#   make main   set up, then run the main job on embedded defaults (no network, no GPU)
+#   make test   set up, then run lint and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: setup main test
+
+setup: $(VENV)/.installed
+
+# pip takes torch from the machine's wheel cache when one exists (DESIGN.md)
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+main: setup
+	$(BIN)/audiodistill quickstart --config configs/quickstart.yaml
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest

@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audiodistill.audio import save_wav
+from audiodistill.manifest import ManifestError, Utterance, read_manifest, write_manifest
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    for name in ("a", "sub/b"):
+        save_wav(tmp_path / f"{name}.wav", np.zeros(1600, dtype=np.float32))
+    return tmp_path
+
+
+def test_directory_of_audio(corpus):
+    rows = read_manifest(corpus)
+    assert [u.id for u in rows] == ["a", "sub/b"]
+    assert all(u.audio.startswith(str(corpus)) for u in rows)
+
+
+def test_jsonl_round_trip_with_relative_paths(corpus):
+    utts = [Utterance("a", str(corpus / "a.wav"), 0.1, "hi", "train", "v1", {"voice": "v1"})]
+    write_manifest(utts, corpus / "manifest.jsonl")
+    assert json.loads((corpus / "manifest.jsonl").read_text())["audio"] == "a.wav"
+    assert read_manifest(corpus / "manifest.jsonl") == utts
+    assert read_manifest(corpus) == utts  # a dir with manifest.jsonl means that manifest
+    assert read_manifest(corpus, split="test") == []
+
+
+def test_csv_and_parquet(corpus):
+    frame = pd.DataFrame({"id": ["1", "2"], "audio": ["a.wav", "sub/b.wav"], "text": ["x", None]})
+    frame.to_csv(corpus / "m.csv", index=False)
+    frame.to_parquet(corpus / "m.parquet")
+    for name in ("m.csv", "m.parquet"):
+        rows = read_manifest(corpus / name)
+        assert [u.id for u in rows] == ["1", "2"] and rows[1].text is None
+        assert rows[0].audio == str(corpus / "a.wav")
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"audio": "a.wav"}, "row 2: field 'id'"),
+        ({"id": "x"}, "row 2: field 'audio'"),
+        ({"id": "x", "audio": "a.wav", "duration": "long"}, "row 2: field 'duration'"),
+        ({"id": "x", "audio": "a.wav", "split": "val"}, "row 2: field 'split'"),
+        ({"id": "ok", "audio": "a.wav"}, "row 2: field 'id' 'ok' repeats row 1"),
+    ],
+)
+def test_validation_names_row_and_field(tmp_path, row, message):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"id": "ok", "audio": "a.wav"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(path)
+
+
+def test_unreadable_sources(tmp_path):
+    with pytest.raises(ManifestError, match="no such file"):
+        read_manifest(tmp_path / "missing.jsonl")
+    (tmp_path / "m.jsonl").write_text("{not json\n")
+    with pytest.raises(ManifestError, match="row 1: not valid JSON"):
+        read_manifest(tmp_path / "m.jsonl")
+    with pytest.raises(ManifestError, match="no audio files"):
+        read_manifest(tmp_path)

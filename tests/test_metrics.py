@@ -1,0 +1,46 @@
+import pytest
+
+from audiodistill.metrics import cer, corpus_wer, normalize_text, wer, word_errors
+
+
+@pytest.mark.parametrize(
+    "raw, normalized",
+    [
+        ("Hello, World!", "hello world"),
+        ("Forty-two dollars.", "$42"),
+        ("$42", "$42"),
+        ("The colour of the harbour", "the color of the harbor"),
+        ("Um, I think   so.", "i think so"),
+        ("Mr. Smith's car", "mister smith is car"),  # Whisper's rule: 's -> is
+        ("At 5:30 PM in the U.S.", "at 5 30 pm in the us"),
+        ("twenty twenty-six", "2026"),
+        ("It's 5:30 p.m.", "it is 5 30 pm"),
+        ("", ""),
+    ],
+)
+def test_normalization_table(raw, normalized):
+    assert normalize_text(raw) == normalized
+
+
+def test_wer_ignores_formatting_and_counts_edits():
+    assert wer("Set a timer for forty-two minutes.", "set a timer for 42 minutes") == 0.0
+    counts = word_errors("a b c d", "a x c d e")
+    assert (counts.substitutions, counts.deletions, counts.insertions) == (1, 0, 1)
+    assert counts.wer == pytest.approx(0.5)
+
+
+def test_empty_sides():
+    assert wer("", "") == 0.0
+    assert wer("", "something") == 1.0
+    assert wer("two words", "") == 1.0
+
+
+def test_corpus_wer_weights_by_reference_length():
+    total = corpus_wer(["a b c d", "e"], ["a b c d", "x"])
+    assert total.wer == pytest.approx(1 / 5)
+    with pytest.raises(ValueError):
+        corpus_wer(["a"], [])
+
+
+def test_cer():
+    assert cer("abcd", "abxd") == pytest.approx(0.25)
