@@ -1,0 +1,125 @@
+"""The Ray pseudo-label job end to end: exactly once, failures per item, resume, a lost node."""
+
+import dataclasses
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from audiodistill.audio import SAMPLE_RATE, save_wav
+from audiodistill.labelling import PlanMismatchError, PseudoLabelOptions
+from audiodistill.labels import finished_shards, read_labels, shard_path
+from audiodistill.manifest import Utterance, write_manifest
+from audiodistill.teachers import TeacherOptions
+from pipelines.pseudo_label import run
+
+pytestmark = pytest.mark.integration
+
+N_GOOD = 20
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """20 readable clips of different lengths, one empty file and one that is not audio."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    utts = []
+    for i in range(N_GOOD):
+        audio = 0.1 * rng.standard_normal(SAMPLE_RATE // 4 + 160 * i).astype(np.float32)
+        save_wav(root / f"u{i:02d}.wav", audio)
+        utts.append(Utterance(f"u{i:02d}", str(root / f"u{i:02d}.wav"), text="some words"))
+    (root / "empty.wav").write_bytes(b"")
+    (root / "junk.wav").write_bytes(b"definitely not a RIFF file" * 20)
+    utts.insert(5, Utterance("empty", str(root / "empty.wav")))
+    utts.insert(13, Utterance("junk", str(root / "junk.wav")))
+    write_manifest(utts, root / "manifest.jsonl")
+    return root / "manifest.jsonl"
+
+
+@pytest.fixture
+def ray_session():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def _options(manifest, out, **kw):
+    teacher = TeacherOptions(backend="fake", threads=1)
+    return PseudoLabelOptions(
+        manifest=str(manifest), out=str(out), shard_size=4, workers=2, teacher=teacher, **kw
+    )
+
+
+def _assert_exactly_once(out):
+    labels = read_labels(out)
+    assert sorted(labels["id"]) == sorted([f"u{i:02d}" for i in range(N_GOOD)] + ["empty", "junk"])
+    assert labels["id"].is_unique
+    return labels
+
+
+def test_job_labels_each_id_once_and_fails_bad_items_alone(corpus, tmp_path, ray_session):
+    summary = run(_options(corpus, tmp_path / "run"), progress=False)
+    labels = _assert_exactly_once(tmp_path / "run")
+    good = labels[labels["error"].isna()]
+    assert len(good) == N_GOOD and (good["text"].str.len() > 0).all()
+    assert summary["items"] == N_GOOD + 2 and summary["failed"] == 2
+    assert summary["audio_seconds_per_second"] > 0
+    lines = (tmp_path / "run" / "errors.jsonl").read_text().splitlines()
+    errors = {e["id"]: e["error"] for e in map(json.loads, lines)}
+    assert errors.keys() == {"empty", "junk"}
+    assert "file is empty" in errors["empty"] and "not decodable" in errors["junk"]
+    assert (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_rerun_redoes_only_missing_shards(corpus, tmp_path, ray_session):
+    out = tmp_path / "run"
+    run(_options(corpus, out), progress=False)
+    shard_path(out, 2).unlink()
+    before = {i: shard_path(out, i).stat().st_mtime_ns for i in finished_shards(out)}
+    summary = run(_options(corpus, out), progress=False)
+    assert summary["labelled_this_run"] == 4
+    assert {i: shard_path(out, i).stat().st_mtime_ns for i in before} == before
+    _assert_exactly_once(out)
+    with pytest.raises(PlanMismatchError, match="overwrite=true"):
+        run(_options(corpus, out, limit=10), progress=False)
+
+
+def test_lost_node_loses_and_duplicates_nothing(corpus, tmp_path, ray_session):
+    """Two actors on separate nodes; one node dies mid-run; its shard is redone elsewhere."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(3)]
+    ray.init(address=cluster.address)
+    out = tmp_path / "run"
+    slow_teacher = TeacherOptions(backend="fake", fake_seconds_per_item=0.3)
+    slow = dataclasses.replace(_options(corpus, out), teacher=slow_teacher)
+    job = threading.Thread(target=lambda: run(slow, progress=False))
+    try:
+        job.start()
+        deadline = time.time() + 120
+        while not finished_shards(out) and time.time() < deadline:
+            time.sleep(0.2)
+        assert finished_shards(out), "no shard finished before the node was killed"
+        busy = [n for n in nodes if _has_actor(n)]
+        cluster.remove_node(busy[0] if busy else nodes[0])
+        job.join(timeout=240)
+        assert not job.is_alive(), "job did not finish after losing a node"
+        assert len(finished_shards(out)) == 6
+        _assert_exactly_once(out)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _has_actor(node) -> bool:
+    """Whether this node runs one of the job's actors (node-local worker processes)."""
+    import ray
+
+    node_id = node.node_id
+    actors = ray.util.state.list_actors(filters=[("state", "=", "ALIVE")])
+    return any(a.node_id == node_id for a in actors)
