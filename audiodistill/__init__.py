@@ -1,3 +1,3 @@
-"""audiodistill: pseudo-label with a large speech teacher, distill compact students, measure them."""
+"""audiodistill: pseudo-label with a speech teacher, distill compact students, measure them."""
 
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ def test_topk_kl_matches_hand_computation():
     p = [a / (a + b), b / (a + b)]
     z = sum(math.exp(x / t) for x in (1.0, 0.0, -1.0))
     q = [math.exp(1.0 / t) / z, math.exp(0.0 / t) / z]
-    expected = t * t * sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
+    expected = t * t * sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q, strict=True))
     got = TopKDistillationLoss(t)(logits, ids, logp, mask)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 

@@ -65,3 +65,22 @@ def test_unreadable_sources(tmp_path):
         read_manifest(tmp_path / "m.jsonl")
     with pytest.raises(ManifestError, match="no audio files"):
         read_manifest(tmp_path)
+
+
+def test_saved_hf_dataset_keeps_audio_encoded(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    import io
+
+    import soundfile as sf
+
+    from audiodistill.audio import load_audio
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(8000, dtype=np.float32), 16000, format="WAV")
+    ds = datasets.Dataset.from_dict(
+        {"audio": [{"bytes": buf.getvalue(), "path": None}], "text": ["hello"]}
+    ).cast_column("audio", datasets.Audio(decode=False))
+    ds.save_to_disk(str(tmp_path / "ds"))
+    (row,) = read_manifest(tmp_path / "ds")
+    assert row.id == "0" and row.text == "hello" and row.audio == ""
+    assert len(load_audio(row.audio_bytes)) == 8000

@@ -1,0 +1,73 @@
+"""Teachers behind one interface: CTranslate2 and transformers Whisper, and a fake for tests.
+
+`build_teacher(TeacherOptions(...))` is the only constructor the pipelines use, so a config
+switches backends without any code knowing which one runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from audiodistill.teachers.base import Teacher, Transcript
+
+__all__ = ["Teacher", "TeacherOptions", "Transcript", "build_teacher"]
+
+
+@dataclass(frozen=True)
+class TeacherOptions:
+    # ct2: faster-whisper (fast on CPU, no soft targets); hf: transformers (top-k soft
+    # targets, batched, GPU fp16); fake: deterministic stand-in for tests and dry runs
+    backend: Literal["ct2", "hf", "fake"] = "ct2"
+    # model directory (CT2 dir for ct2; HF dir or hub id for hf); None: the bundled tiny.en
+    model: str | None = None
+    # "cpu" or "cuda"
+    device: str = "cpu"
+    # CTranslate2 weight type (int8 on CPU, float16 on GPU)
+    compute_type: str = "int8"
+    # transformers weight type (float32 on CPU, float16 on GPU)
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    # utterances per forward pass (hf backend)
+    batch_size: int = 8
+    # soft targets kept per generated token (hf backend)
+    top_k: int = 8
+    # CPU threads per teacher (and Ray CPUs per actor)
+    threads: int = 1
+    # 1: greedy, the pseudo-label is a deterministic function of the audio
+    beam_size: int = 1
+    # language token for multilingual models; ignored by English-only ones
+    language: str | None = "en"
+    # fake backend only: seconds spent per utterance (tests that kill workers mid-run)
+    fake_seconds_per_item: float = 0.0
+
+
+def build_teacher(options: TeacherOptions) -> Teacher:
+    """Load the teacher an options block describes (heavy imports happen here, not at import)."""
+    if options.backend == "fake":
+        from audiodistill.testing.dummies import FakeTeacher
+
+        return FakeTeacher(options.fake_seconds_per_item, options.top_k)
+    if options.backend == "ct2":
+        from audiodistill.teachers.whisper_ct2 import CT2WhisperTeacher
+
+        return CT2WhisperTeacher(
+            options.model,
+            device=options.device,
+            compute_type=options.compute_type,
+            threads=options.threads,
+            beam_size=options.beam_size,
+            language=options.language,
+        )
+    if options.backend == "hf":
+        from audiodistill.teachers.whisper_hf import HFWhisperTeacher
+
+        return HFWhisperTeacher(
+            options.model,
+            device=options.device,
+            dtype=options.dtype,
+            batch_size=options.batch_size,
+            top_k=options.top_k,
+            threads=options.threads,
+            language=options.language,
+        )
+    raise ValueError(f"teacher.backend: unknown backend {options.backend!r}")

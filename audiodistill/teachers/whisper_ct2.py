@@ -1,0 +1,82 @@
+"""CTranslate2 teacher (faster-whisper): the fastest way to run a Whisper teacher on CPU.
+
+Decoding is greedy at temperature 0 without timestamps, VAD or temperature fallback, so the
+pseudo-label is a deterministic function of the audio and matches the transformers backend.
+CTranslate2 exposes no per-step distributions, so `topk_*` stay empty: use the transformers
+backend (`backend: hf`) when soft targets are needed.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from audiodistill.teachers.base import Transcript
+from audiodistill.teachers.bundled import BUNDLED_NAME, bundled_ct2_dir, revision_of
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes over zlib-compressed bytes: repetition loops compress far better than speech."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+class CT2WhisperTeacher:
+    """Whisper in CTranslate2 format through faster-whisper."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        threads: int = 1,
+        beam_size: int = 1,
+        language: str | None = "en",
+    ):
+        from faster_whisper import WhisperModel
+
+        model_dir = Path(model) if model else bundled_ct2_dir()
+        if not (model_dir / "model.bin").is_file():
+            raise FileNotFoundError(f"{model_dir} is not a CTranslate2 Whisper directory")
+        self.name = BUNDLED_NAME if model is None else model_dir.name
+        self.revision = revision_of(model_dir)
+        self.beam_size = beam_size
+        self.language = language
+        self.model = WhisperModel(
+            str(model_dir), device=device, compute_type=compute_type, cpu_threads=threads
+        )
+        # ids at and above end-of-text are special (timestamps, task, language)
+        self.eot = self.model.hf_tokenizer.token_to_id("<|endoftext|>")
+
+    def transcribe(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
+        return [self._one(np.asarray(a, dtype=np.float32)) for a in audios]
+
+    def _one(self, audio: np.ndarray) -> Transcript:
+        segments, _ = self.model.transcribe(
+            audio,
+            language=self.language if self.model.model.is_multilingual else None,
+            beam_size=self.beam_size,
+            temperature=0.0,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        segments = list(segments)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        tokens = [t for s in segments for t in s.tokens if t < self.eot]
+        # faster-whisper's avg_logprob is per segment; weight by segment length
+        lengths = [max(len(s.tokens), 1) for s in segments]
+        total = sum(lengths)
+        avg = sum(s.avg_logprob * n for s, n in zip(segments, lengths, strict=True)) / total
+        no_speech = max((s.no_speech_prob for s in segments), default=1.0)
+        return Transcript(
+            text=text,
+            token_ids=tokens,
+            avg_logprob=float(avg) if segments else -math.inf,
+            no_speech_prob=float(no_speech),
+            compression_ratio=compression_ratio(text),
+        )
