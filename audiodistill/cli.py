@@ -28,6 +28,18 @@ def _pseudo_label(options) -> None:
     print(json.dumps(run(options), indent=2))
 
 
+def _distill(options) -> None:
+    from audiodistill.distill import DataError
+    from pipelines.distill import run
+
+    try:
+        summary = run(options)
+    except (ConfigError, DataError) as err:  # bad options or labels: nothing has started
+        print(f"audiodistill distill: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+    print(json.dumps(summary, indent=2))
+
+
 def _quickstart(options) -> None:
     from pipelines.quickstart import run
 
@@ -50,6 +62,10 @@ def _options_class(command: str):
         from audiodistill.labelling import PseudoLabelOptions
 
         return PseudoLabelOptions
+    if command == "distill":
+        from audiodistill.distill import DistillOptions
+
+        return DistillOptions
     if command == "quickstart":
         from pipelines.quickstart import QuickstartOptions
 
@@ -62,6 +78,7 @@ def _options_class(command: str):
 COMMANDS = {
     "synth": (_synth, "build the embedded synthetic speech corpus"),
     "pseudo-label": (_pseudo_label, "label a corpus with a teacher on Ray (resumable)"),
+    "distill": (_distill, "distill a student from pseudo-labels on Ray Train (resumable)"),
     "quickstart": (_quickstart, "the main job on embedded defaults: synth, label, report"),
     "convert-teacher": (_convert_teacher, "convert a CTranslate2 Whisper dir to transformers"),
 }

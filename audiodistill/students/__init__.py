@@ -1,0 +1,1 @@
+"""Students: compact models distilled from a teacher's pseudo-labels (see registry.py)."""

@@ -1,0 +1,47 @@
+"""The one place that knows every kind of student: training tasks and exported-model loaders.
+
+`build_task(options)` turns DistillOptions into the StudentTask the training loop runs;
+`load_model(path)` reads an export's config.json "student" key and hands the directory to
+that student's loader. A new student registers in both functions and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from audiodistill.config import ConfigError
+from audiodistill.distill import DistillOptions, StudentTask
+
+STUDENTS = ("whisper-distil", "fake")  # kinds build_task knows
+
+
+def build_task(options: DistillOptions) -> StudentTask:
+    """The training task for `options.student`; ConfigError naming the kinds for an unknown one."""
+    if options.student == "fake":
+        from audiodistill.testing.fake_student import FakeStudentTask
+
+        return FakeStudentTask(options.fake)
+    if options.student == "whisper-distil":
+        from audiodistill.students.whisper_distil import WhisperDistilTask
+
+        return WhisperDistilTask(options.whisper_distil)
+    raise ConfigError(f"student: unknown kind {options.student!r} (known: {', '.join(STUDENTS)})")
+
+
+def load_model(path: str | Path) -> Any:
+    """An exported student, ready for inference (its `transcribe(audios) -> list[str]`)."""
+    config_path = Path(path) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{path}: not an exported student (no config.json)")
+    kind = json.loads(config_path.read_text()).get("student")
+    if kind == "fake":
+        from audiodistill.testing.fake_student import load_fake_student
+
+        return load_fake_student(path)
+    if kind == "whisper-distil":
+        from audiodistill.students.whisper_distil import WhisperDistilModel
+
+        return WhisperDistilModel(path)
+    raise ValueError(f"{config_path}: unknown student kind {kind!r} (known: {', '.join(STUDENTS)})")

@@ -1,0 +1,266 @@
+"""The distillation loop without Ray: data prep and its errors, batching, steps, dev WER, state."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import audiodistill
+from audiodistill.config import ConfigError, load_config
+from audiodistill.distill import (
+    DataError,
+    DataOptions,
+    DistillOptions,
+    TrainOptions,
+    TrainState,
+    batch_stream,
+    bucket_batches,
+    evaluate,
+    export_checkpoint,
+    load_checkpoint,
+    load_training_rows,
+    lr_factor,
+    make_optimizer,
+    save_checkpoint,
+    train_step,
+    training_row,
+    with_audio,
+)
+from audiodistill.filters import FilterOptions
+from audiodistill.labels import SCHEMA, read_labels, shard_path
+from audiodistill.students.registry import build_task
+from audiodistill.testing.fake_student import FakeStudentTask, make_tone_labels
+from pipelines.distill import prepare
+
+
+@pytest.fixture(scope="module")
+def labels_dir(tmp_path_factory):
+    return make_tone_labels(tmp_path_factory.mktemp("tones"), n_train=96, n_dev=16)
+
+
+@pytest.fixture(scope="module")
+def records(labels_dir):
+    """(train, dev) rows as a worker sees them: audio still a path."""
+    train, dev = load_training_rows(DataOptions(labels=str(labels_dir)))
+    return tuple([training_row(r) for r in df.to_dict(orient="records")] for df in (train, dev))
+
+
+@pytest.fixture(scope="module")
+def rows(records):
+    return tuple(with_audio(r) for r in records)
+
+
+def _rewrite(labels_dir, tmp_path, **changes):
+    """A copy of the label run with some columns replaced on every row."""
+    frame = read_labels(labels_dir).assign(**changes)
+    table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+    shard_path(tmp_path / "run", 0).parent.mkdir(parents=True)
+    pq.write_table(table, shard_path(tmp_path / "run", 0))
+    return tmp_path / "run"
+
+
+def _durations(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"id": str(i), "duration": float(d)} for i, d in enumerate(rng.uniform(1, 20, n))]
+
+
+# --- batching ------------------------------------------------------------------------------
+
+
+def test_buckets_hold_every_row_once_within_the_padded_budget():
+    rows = _durations(200)
+    batches = bucket_batches(rows, batch_seconds=60.0, rng=np.random.default_rng(1))
+    assert sorted(r["id"] for b in batches for r in b) == sorted(r["id"] for r in rows)
+    for batch in batches:
+        longest = max(r["duration"] for r in batch)
+        assert len(batch) == 1 or len(batch) * longest <= 60.0
+
+
+def test_buckets_group_similar_durations_in_shuffled_order():
+    rows = _durations(200)
+    batches = bucket_batches(rows, batch_seconds=60.0, rng=np.random.default_rng(1))
+    spread = np.mean([np.ptp([r["duration"] for r in b]) for b in batches if len(b) > 1])
+    assert spread < 0.2 * np.ptp([r["duration"] for r in rows])
+    means = [np.mean([r["duration"] for r in b]) for b in batches]
+    assert means != sorted(means)
+    again = bucket_batches(rows, batch_seconds=60.0, rng=np.random.default_rng(2))
+    assert [r["id"] for r in again[0]] != [r["id"] for r in batches[0]]
+
+
+def test_fixed_batch_size_and_endless_stream(records):
+    train, _ = records
+    batches = bucket_batches(train, 1.0, np.random.default_rng(0), batch_size=8)
+    assert [len(b) for b in batches] == [8] * 12
+    stream = batch_stream(train, 1.0, np.random.default_rng(0), batch_size=16)
+    batches = [next(stream) for _ in range(15)]  # 6 batches an epoch: 2.5 epochs
+    assert all(len(b) == 16 and isinstance(b[0]["audio"], np.ndarray) for b in batches)
+    with pytest.raises(ValueError, match="no training rows"):
+        next(batch_stream([], 1.0, np.random.default_rng(0), None))
+
+
+# --- data prep and its errors ---------------------------------------------------------------
+
+
+def test_training_rows_are_filtered_and_dev_has_references(labels_dir):
+    train, dev = load_training_rows(DataOptions(labels=str(labels_dir)))
+    assert len(train) == 96 and len(dev) == 16
+    assert (dev["reference"] == dev["text"]).all()
+    assert train.attrs["dropped"]["wer"] == 0
+
+
+def test_training_rows_are_plain_python_even_without_soft_targets():
+    record = {
+        "id": "a", "audio": "/x.wav", "duration": 1.5, "text": "one", "reference": None,
+        "token_ids": np.array([1], np.int32), "topk_ids": None, "topk_logprobs": None,
+    }  # fmt: skip
+    row = training_row(record)
+    assert row == {
+        "id": "a", "audio": "/x.wav", "duration": 1.5, "text": "one", "reference": "",
+        "token_ids": [1], "topk_ids": [], "topk_logprobs": [],
+    }  # fmt: skip
+    assert type(row["token_ids"][0]) is int
+
+
+def test_dev_reference_falls_back_to_the_pseudo_label(labels_dir, tmp_path):
+    run = _rewrite(labels_dir, tmp_path, reference=None, wer=None)
+    _, dev = load_training_rows(DataOptions(labels=str(run)))
+    assert len(dev) == 16 and (dev["reference"] == dev["text"]).all()
+
+
+def test_missing_run_dir_and_shards(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_training_rows(DataOptions(labels=str(tmp_path / "nope")))
+    with pytest.raises(DataError, match="no pseudo-label shards"):
+        load_training_rows(DataOptions(labels=str(tmp_path)))
+
+
+def test_missing_columns_are_named(labels_dir, tmp_path):
+    frame = read_labels(labels_dir).drop(columns=["topk_ids", "wer"])
+    shard_path(tmp_path, 0).parent.mkdir()
+    frame.to_parquet(shard_path(tmp_path, 0))
+    with pytest.raises(DataError, match="lack column\\(s\\) topk_ids, wer"):
+        load_training_rows(DataOptions(labels=str(tmp_path)))
+
+
+def test_empty_after_filtering_says_what_each_filter_dropped(labels_dir, tmp_path):
+    run = _rewrite(labels_dir, tmp_path, wer=0.5)
+    with pytest.raises(DataError, match=r"all 96 rows .* wer 96, .* too_long 0"):
+        load_training_rows(DataOptions(labels=str(run)))
+    with pytest.raises(DataError, match="no rows in split 'test'"):
+        load_training_rows(DataOptions(labels=str(labels_dir), train_split="test"))
+    loose = DataOptions(labels=str(run), filters=FilterOptions(max_wer=1.0), max_duration=0.1)
+    with pytest.raises(DataError, match="wer 0, .* too_long 96"):
+        load_training_rows(loose)
+
+
+def test_prepare_checks_the_student_and_the_dev_split(labels_dir, tmp_path):
+    wrong = _rewrite(labels_dir, tmp_path, token_ids=pd.Series([[50257]] * 112))
+    options = DistillOptions(student="fake", data=DataOptions(labels=str(wrong)))
+    with pytest.raises(DataError, match="another tokenizer"):
+        prepare(options, build_task(options))
+    no_dev = dataclasses.replace(
+        options, data=DataOptions(labels=str(labels_dir), dev_split="test")
+    )
+    with pytest.raises(DataError, match="train.eval_every=0"):
+        prepare(no_dev, build_task(no_dev))
+
+
+def test_config_rejects_unknown_keys_and_students():
+    with pytest.raises(ConfigError, match="unknown key train.bogus"):
+        load_config(DistillOptions, None, ["train.bogus=1"])
+    with pytest.raises(ConfigError, match="data.filters.max_wer must be float"):
+        load_config(DistillOptions, None, ["data.filters.max_wer=high"])
+    with pytest.raises(ConfigError, match="unknown kind 'nope'"):
+        build_task(DistillOptions(student="nope"))
+
+
+# --- steps, evaluation, state ------------------------------------------------------------
+
+
+def _trained(train, steps, seed=0):
+    task = FakeStudentTask()
+    torch.manual_seed(seed)
+    model = task.build()
+    options = TrainOptions(lr=0.01, warmup_steps=5, max_steps=steps)
+    optimizer, scheduler = make_optimizer(model, options)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in range(steps):
+        batch = [train[i] for i in rng.choice(len(train), 8, replace=False)]
+        parts = train_step(model, task, task.collate(batch), optimizer, scheduler, 1.0)
+        losses.append(parts["loss"])
+    return task, model, optimizer, scheduler, losses
+
+
+def test_train_step_reduces_the_loss_and_evaluate_measures_wer(rows):
+    train, dev = rows
+    task, model, _, _, losses = _trained(train, 200)
+    assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:20])
+    untrained = evaluate(task.build(), task, dev)
+    trained = evaluate(model, task, dev, batch_size=5)
+    assert untrained["dev_wer"] >= 0.9 and trained["dev_utterances"] == 16
+    assert trained["dev_wer"] < 0.1
+
+
+def test_non_finite_gradients_skip_the_update(rows):
+    train, _ = rows
+    task = FakeStudentTask()
+    model = task.build()
+    optimizer, scheduler = make_optimizer(model, TrainOptions())
+    train_step(model, task, task.collate(train[:4]), optimizer, scheduler, 1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    batch = task.collate(train[:4])
+    batch["features"][0, 0, 0] = float("nan")
+    parts = train_step(model, task, batch, optimizer, scheduler, 1.0)
+    assert parts["skipped"] == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_checkpoint_round_trip_and_export_load(rows, tmp_path):
+    train, dev = rows
+    task, model, optimizer, scheduler, _ = _trained(train, 30)
+    state = TrainState(step=30, best_wer=0.5, best_step=20, bad_evals=1)
+    save_checkpoint(tmp_path, model, optimizer, scheduler, state)
+    fresh = task.build()
+    fresh_opt, fresh_sched = make_optimizer(fresh, TrainOptions(lr=0.01, warmup_steps=5))
+    assert load_checkpoint(tmp_path, fresh, fresh_opt, fresh_sched) == state
+    assert fresh_sched.last_epoch == 30
+    assert fresh_opt.state_dict()["state"][0]["step"] == 30
+    export_checkpoint(task, tmp_path, tmp_path / "model")
+    loaded = audiodistill.load_model(tmp_path / "model")
+    audios = [r["audio"] for r in dev[:4]]
+    assert loaded.transcribe(audios) == task.transcribe(model, audios)
+    with pytest.raises(FileNotFoundError, match="not an exported student"):
+        audiodistill.load_model(tmp_path)
+
+
+def test_early_stop_after_patience_evaluations_without_a_best():
+    state = TrainState()
+    for step, wer in [(10, 0.5), (20, 0.4), (30, 0.45), (40, 0.41)]:
+        state.step = step
+        state.record_eval(wer, patience=2)
+    assert (state.best_wer, state.best_step, state.stopped) == (0.4, 20, True)
+    never = TrainState()
+    for wer in (0.5, 0.6, 0.7):
+        never.record_eval(wer, patience=0)
+    assert not never.stopped
+
+
+def test_schedule_warms_up_then_decays_to_a_tenth():
+    factors = [lr_factor(s, 10, 100) for s in range(101)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[100] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+
+
+def test_a_run_dir_resumes_only_its_own_student(labels_dir, tmp_path):
+    from pipelines.distill import run
+
+    (tmp_path / "config.yaml").write_text("student: streaming\n")
+    options = DistillOptions(student="fake", out=str(tmp_path), data=DataOptions(str(labels_dir)))
+    with pytest.raises(DataError, match="holds a 'streaming' run"):
+        run(options)

@@ -1,0 +1,109 @@
+"""The Ray Train distillation job end to end: checkpoints, export, resume, a killed worker."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import audiodistill
+from audiodistill.config import load_config
+from audiodistill.distill import DistillOptions
+from audiodistill.testing.fake_student import make_tone_labels
+from pipelines.distill import run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def labels_dir(tmp_path_factory):
+    return make_tone_labels(tmp_path_factory.mktemp("tones"), n_train=64, n_dev=8)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    # the controller polls workers this often (default 2 s): each report waits for a poll,
+    # and a dead worker is noticed at the next one
+    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
+    ray.init(num_cpus=2, log_to_driver=False)
+    yield
+    ray.shutdown()
+    del os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
+
+
+def _options(labels_dir, out, *overrides):
+    return load_config(
+        DistillOptions,
+        overrides=[
+            "student=fake",
+            f"out={out}",
+            f"data.labels={labels_dir}",
+            "train.workers=2",
+            "train.batch_size=8",
+            "train.lr=0.01",
+            "train.warmup_steps=5",
+            "train.eval_every=10",
+            "train.checkpoint_every=5",
+            "train.log_every=5",
+            *overrides,
+        ],
+    )
+
+
+def _starts(out) -> list[int]:
+    """The step each training attempt (first run, restart, rerun) began from."""
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [x["step"] for x in lines if x.get("event") == "start"]
+
+
+def test_trains_checkpoints_exports_and_resumes(labels_dir, tmp_path, ray_session):
+    out = tmp_path / "run"
+    summary = run(_options(labels_dir, out, "train.max_steps=20"))
+    assert summary["steps"] == 20 and summary["train_utterances"] == 64
+    checkpoints = sorted(p.name for p in (out / "ray" / "train").glob("checkpoint_0*"))
+    assert "checkpoint_00000020" in checkpoints and len(checkpoints) <= 2
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {
+        p.name for p in (out / "model").iterdir()
+    }
+    assert (out / "config.yaml").exists() and (out / "summary.json").exists()
+    model = audiodistill.load_model(out / "model")
+    assert all(isinstance(t, str) for t in model.transcribe([np.zeros(8000, np.float32)]))
+
+    summary = run(_options(labels_dir, out, "train.max_steps=30"))
+    assert _starts(out) == [0, 20]
+    assert summary["steps"] == 30
+    steps = [json.loads(x).get("step") for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 30 and steps == sorted(steps)
+
+
+def test_killed_worker_restores_from_checkpoint_and_finishes(labels_dir, tmp_path, ray_session):
+    from ray.util.state import list_actors
+
+    out = tmp_path / "run"
+    options = _options(
+        labels_dir, out, "train.max_steps=40", "fake.seconds_per_step=0.1", "train.max_failures=1"
+    )
+    result: dict = {}
+    job = threading.Thread(target=lambda: result.update(run(options)))
+    job.start()
+    deadline = time.time() + 120
+    while not _logged_step(out, 15) and time.time() < deadline:
+        time.sleep(0.1)
+    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    assert len(workers) == 2, "the training workers were not found alive"
+    os.kill(workers[-1].pid, signal.SIGKILL)
+    job.join(timeout=150)
+    assert not job.is_alive(), "the run did not finish after losing a worker"
+    assert result["steps"] == 40
+    first, restart = _starts(out)
+    assert first == 0 and restart >= 10 and restart % 5 == 0  # from a checkpoint, not from 0
+
+
+def _logged_step(out, step: int) -> bool:
+    path = out / "metrics.jsonl"
+    return path.exists() and f'"step": {step},' in path.read_text()
