@@ -1,0 +1,354 @@
+"""The `whisper-distil` student: the teacher's encoder plus a few of its decoder layers.
+
+Built as distil-whisper builds its students: copy the encoder whole and K decoder layers,
+maximally spaced and always including the last, then train on the teacher's pseudo-labels
+(cross-entropy) and soft targets (top-k KL at a temperature).
+
+One departure from Whisper: with `variable_length` the encoder runs on the unpadded
+log-mel of the utterance instead of 30 s of padded input (Moonshine's insight). A 4 s
+utterance then costs 200 encoder frames instead of 1500. Whisper's encoder was only ever
+trained on 30 s windows, so the student fine-tunes its encoder on unpadded input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiodistill.audio import SAMPLE_RATE
+from audiodistill.losses import TokenCrossEntropyLoss, WhisperDistillationLoss
+
+# Whisper's log-mel runs at 100 frames/s (hop 160 at 16 kHz); its conv stem halves that,
+# so one encoder position covers 20 ms and 30 s is 1500 positions.
+WINDOW_SECONDS = 30
+MEL_FRAMES_PER_SECOND = SAMPLE_RATE // 160
+STUDENT_KIND = "whisper-distil"
+
+
+@dataclass(frozen=True)
+class WhisperDistilOptions:
+    # teacher in transformers format (local dir or hub id); None: the bundled tiny.en
+    teacher: str | None = None
+    # decoder layers kept from the teacher, maximally spaced, the last always included
+    decoder_layers: int = 2
+    # keep the teacher's encoder weights fixed (cheaper; only sensible with padded input)
+    freeze_encoder: bool = False
+    # run the encoder on unpadded input (much faster on short audio) instead of 30 s windows
+    variable_length: bool = True
+    # weight of cross-entropy on the pseudo-label tokens
+    alpha_ce: float = 1.0
+    # weight of KL to the teacher's top-k soft targets (0 turns soft targets off)
+    beta_kd: float = 1.0
+    # distillation temperature
+    temperature: float = 2.0
+    # soft targets used per token (labels storing fewer are padded with zero mass)
+    top_k: int = 8
+    # language token for multilingual teachers (English-only ones have none)
+    language: str = "en"
+    # longest transcript decoded per 30 s window
+    max_new_tokens: int = 128
+
+
+def kept_layer_ids(teacher_layers: int, keep: int) -> list[int]:
+    """Maximally spaced decoder layers, first and last included when keep >= 2."""
+    if not 1 <= keep <= teacher_layers:
+        raise ValueError(f"decoder_layers must be in 1..{teacher_layers}, got {keep}")
+    if keep == 1:
+        return [teacher_layers - 1]
+    return [round(i * (teacher_layers - 1) / (keep - 1)) for i in range(keep)]
+
+
+def shrink_decoder(teacher: nn.Module, keep: int) -> nn.Module:
+    """A copy of a WhisperForConditionalGeneration with only `keep` decoder layers."""
+    from transformers import WhisperForConditionalGeneration
+
+    ids = kept_layer_ids(teacher.config.decoder_layers, keep)
+    config = copy.deepcopy(teacher.config)
+    config.decoder_layers = keep
+    student = WhisperForConditionalGeneration(config)
+    state = {}
+    for name, value in teacher.state_dict().items():
+        prefix = "model.decoder.layers."
+        if name.startswith(prefix):
+            index, rest = name[len(prefix) :].split(".", 1)
+            if int(index) not in ids:
+                continue
+            name = f"{prefix}{ids.index(int(index))}.{rest}"
+        state[name] = value
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    missing = [m for m in missing if m != "proj_out.weight"]  # tied to the token embedding
+    if missing or unexpected:
+        raise RuntimeError(f"shrink_decoder: missing {missing}, unexpected {unexpected}")
+    student.generation_config = copy.deepcopy(teacher.generation_config)
+    return student
+
+
+def encode(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Whisper's encoder on any number of mel frames up to 30 s.
+
+    features: [B, n_mels, F] -> [B, ceil(F / 2), D]. transformers' own forward insists on
+    exactly 3000 frames; this is the same computation with the positions sliced to fit.
+    """
+    encoder = model.model.encoder
+    x = nn.functional.gelu(encoder.conv1(features))
+    x = nn.functional.gelu(encoder.conv2(x))  # [B, D, T]
+    x = x.permute(0, 2, 1)  # [B, T, D]
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    x = nn.functional.dropout(x, p=encoder.dropout, training=encoder.training)
+    for layer in encoder.layers:
+        x = layer(x, None)
+    return encoder.layer_norm(x)
+
+
+def log_mel(feature_extractor, audios: Sequence[np.ndarray], variable_length: bool):
+    """[B, n_mels, F]: padded to the longest item (variable) or to Whisper's 30 s window."""
+    if variable_length:
+        longest = max(len(a) for a in audios)
+        # an even frame count keeps the stride-2 conv from dropping the last frame
+        frames = min(-(-longest // 320) * 2, WINDOW_SECONDS * MEL_FRAMES_PER_SECOND)
+        kwargs = {"padding": "max_length", "max_length": frames * 160, "truncation": True}
+    else:
+        kwargs = {"padding": "max_length", "truncation": True}
+    out = feature_extractor(
+        [np.asarray(a, dtype=np.float32) for a in audios],
+        sampling_rate=SAMPLE_RATE,
+        return_tensors="pt",
+        **kwargs,
+    )
+    return out.input_features
+
+
+def prompt_ids(generation_config, language: str | None = "en") -> list[int]:
+    """Start of transcript, language and task (multilingual models), no timestamps."""
+    prompt = [generation_config.decoder_start_token_id]
+    lang_ids = getattr(generation_config, "lang_to_id", None) or {}
+    if lang_ids and language:
+        prompt.append(lang_ids[f"<|{language}|>"])
+        prompt.append(generation_config.task_to_id["transcribe"])
+    prompt.append(generation_config.no_timestamps_token_id)
+    return prompt
+
+
+def pad_targets(rows: Sequence[dict], prompt: list[int], eot: int, top_k: int | None):
+    """Teacher-forcing tensors from pseudo-label rows.
+
+    Position i of the decoder input predicts position i of `labels`; the teacher's top-k rows
+    (one per generated token plus end-of-text) line up with the non-ignored labels.
+    """
+    ignore = TokenCrossEntropyLoss.IGNORE
+    seqs = [list(r["token_ids"]) for r in rows]
+    length = len(prompt) + max(len(s) for s in seqs)
+    inputs = torch.full((len(rows), length), eot, dtype=torch.long)
+    labels = torch.full((len(rows), length), ignore, dtype=torch.long)
+    k = top_k or 1
+    topk_ids = torch.zeros((len(rows), length, k), dtype=torch.long)
+    # -1e4, not -inf: a padded slot gets zero teacher mass without 0 * inf = nan in the KL
+    topk_logprobs = torch.full((len(rows), length, k), -1e4, dtype=torch.float32)
+    for b, (row, seq) in enumerate(zip(rows, seqs, strict=True)):
+        tokens = prompt + seq
+        inputs[b, : len(tokens)] = torch.tensor(tokens)
+        start = len(prompt) - 1
+        labels[b, start : start + len(seq) + 1] = torch.tensor(seq + [eot])
+        if top_k:
+            ids = np.asarray([list(r) for r in row["topk_ids"]], dtype=np.int64)[:, :k]
+            logps = np.asarray([list(r) for r in row["topk_logprobs"]], dtype=np.float32)[:, :k]
+            n, stored = ids.shape  # [tokens + 1, min(k, stored k)]
+            topk_ids[b, start : start + n, :stored] = torch.from_numpy(ids)
+            topk_logprobs[b, start : start + n, :stored] = torch.from_numpy(logps)
+    return inputs, labels, topk_ids, topk_logprobs
+
+
+class WhisperDistilTask:
+    """Everything the training loop needs to build, train, run and export this student."""
+
+    kind = STUDENT_KIND
+
+    def __init__(self, options: WhisperDistilOptions):
+        self.options = options
+        self.top_k = options.top_k if options.beta_kd > 0 else 0
+        self.language = options.language
+        self._teacher_dir = options.teacher
+        self._processor = None
+        self._generation = None
+
+    def teacher_dir(self) -> str:
+        if self._teacher_dir is None:
+            from audiodistill.teachers.convert import ensure_bundled_hf
+
+            self._teacher_dir = str(ensure_bundled_hf())
+        return self._teacher_dir
+
+    @property
+    def processor(self):
+        if self._processor is None:
+            from transformers import WhisperProcessor
+
+            self._processor = WhisperProcessor.from_pretrained(self.teacher_dir())
+        return self._processor
+
+    @property
+    def generation_config(self):
+        if self._generation is None:
+            from transformers import GenerationConfig
+
+            self._generation = GenerationConfig.from_pretrained(self.teacher_dir())
+        return self._generation
+
+    def build(self) -> nn.Module:
+        from transformers import WhisperForConditionalGeneration
+
+        teacher = WhisperForConditionalGeneration.from_pretrained(self.teacher_dir())
+        student = shrink_decoder(teacher, self.options.decoder_layers)
+        student.config.student = STUDENT_KIND
+        student.config.variable_length = self.options.variable_length
+        if self.options.freeze_encoder:
+            student.model.encoder.requires_grad_(False)
+        return student
+
+    def check(self, labels) -> None:
+        if self.top_k and labels["topk_ids"].map(lambda x: x is None or len(x) == 0).all():
+            raise ValueError(
+                "whisper-distil with beta_kd > 0 needs soft targets: pseudo-label with the "
+                "transformers backend (teacher.backend=hf), or set whisper_distil.beta_kd=0"
+            )
+        # the labels' token ids must mean the same text to the student's tokenizer
+        sample = labels[labels["error"].isna()].head(20)
+        decode = self.processor.tokenizer.decode
+        agree = sum(
+            decode(list(ids), skip_special_tokens=True).strip() == text.strip()
+            for ids, text in zip(sample["token_ids"], sample["text"], strict=True)
+        )
+        if len(sample) and agree < len(sample) / 2:
+            raise ValueError(
+                f"the student's tokenizer decodes only {agree} of {len(sample)} pseudo-labels "
+                "back to their text: the labels come from a teacher with another tokenizer"
+            )
+
+    def collate(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+        generation = self.generation_config
+        prompt = prompt_ids(generation, self.language)
+        audios = [r["audio"] for r in rows]
+        features = log_mel(self.processor.feature_extractor, audios, self.options.variable_length)
+        inputs, labels, topk_ids, topk_logprobs = pad_targets(
+            rows, prompt, generation.eos_token_id, self.top_k
+        )
+        return {
+            "features": features,
+            "decoder_input_ids": inputs,
+            "labels": labels,
+            "topk_ids": topk_ids,
+            "topk_logprobs": topk_logprobs,
+        }
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        module = getattr(model, "module", model)  # unwrap DDP for the custom encoder pass
+        encoded = encode(module, batch["features"])
+        logits = model(encoder_outputs=(encoded,), decoder_input_ids=batch["decoder_input_ids"])
+        criterion = WhisperDistillationLoss(
+            self.options.alpha_ce, self.options.beta_kd, self.options.temperature
+        )
+        parts = criterion(
+            logits.logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"]
+        )
+        return parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
+
+    def transcribe(self, model: nn.Module, audios: Sequence[np.ndarray]) -> list[str]:
+        return transcribe(
+            getattr(model, "module", model),
+            self.processor,
+            audios,
+            variable_length=self.options.variable_length,
+            language=self.language,
+            max_new_tokens=self.options.max_new_tokens,
+        )
+
+    def save(self, model: nn.Module, out_dir: Path) -> None:
+        module = getattr(model, "module", model)
+        module.save_pretrained(out_dir)
+        self.processor.save_pretrained(out_dir)
+
+
+def windows(audio: np.ndarray) -> list[np.ndarray]:
+    """Consecutive 30 s windows: long-form audio is decoded window by window."""
+    step = WINDOW_SECONDS * SAMPLE_RATE
+    return [audio[i : i + step] for i in range(0, max(len(audio), 1), step)]
+
+
+@torch.inference_mode()
+def transcribe(
+    model: nn.Module,
+    processor,
+    audios: Sequence[np.ndarray],
+    variable_length: bool = True,
+    language: str = "en",
+    max_new_tokens: int = 128,
+) -> list[str]:
+    """Greedy transcripts, long audio chunked into 30 s windows decoded in one batch."""
+    from audiodistill.whisper_decode import greedy_decode
+
+    was_training = model.training
+    model.eval()
+    pieces, owners = [], []
+    for i, audio in enumerate(audios):
+        for window in windows(np.asarray(audio, dtype=np.float32)):
+            pieces.append(window)
+            owners.append(i)
+    generation = model.generation_config
+    texts = [[] for _ in audios]
+    # similar lengths together keep padding (and wasted encoder frames) small
+    order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
+    for start in range(0, len(order), 8):
+        chunk = order[start : start + 8]
+        features = log_mel(processor.feature_extractor, [pieces[j] for j in chunk], variable_length)
+        decoded = greedy_decode(
+            model,
+            encode(model, features.to(model.dtype)),
+            prompt=prompt_ids(generation, language),
+            eot=generation.eos_token_id,
+            max_new_tokens=max_new_tokens,
+            suppress=generation.suppress_tokens or (),
+            suppress_begin=generation.begin_suppress_tokens or (),
+        )
+        for j, d in zip(chunk, decoded, strict=True):
+            texts[owners[j]].append((j, d.token_ids))
+    model.train(was_training)
+    tokenizer = processor.tokenizer
+    return [
+        " ".join(
+            tokenizer.decode(ids, skip_special_tokens=True).strip() for _, ids in sorted(parts)
+        ).strip()
+        for parts in texts
+    ]
+
+
+class WhisperDistilModel:
+    """An exported whisper-distil student, loaded for inference (`audiodistill.load_model`)."""
+
+    kind = STUDENT_KIND
+
+    def __init__(self, path: str | Path, language: str = "en", max_new_tokens: int = 128):
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        config = json.loads((Path(path) / "config.json").read_text())
+        self.model = WhisperForConditionalGeneration.from_pretrained(path).eval()
+        self.processor = WhisperProcessor.from_pretrained(path)
+        self.variable_length = bool(config.get("variable_length"))
+        self.language = language
+        self.max_new_tokens = max_new_tokens
+
+    def transcribe(self, audios: Sequence[np.ndarray]) -> list[str]:
+        return transcribe(
+            self.model,
+            self.processor,
+            audios,
+            variable_length=self.variable_length,
+            language=self.language,
+            max_new_tokens=self.max_new_tokens,
+        )

@@ -1,0 +1,105 @@
+"""Batched greedy decoding for Whisper-style decoders, with a KV cache and soft targets.
+
+One decoder for the transformers teacher and the whisper-distil student, so both decode
+the same way. It takes encoder output rather than audio because the student runs its
+encoder on unpadded input. Suppression follows faster-whisper (the config's suppress ids
+every step; blank and end-of-text at the first step) so greedy transcripts match the
+CTranslate2 teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Decoded:
+    token_ids: list[int]  # generated text tokens, prompt and end-of-text excluded
+    sum_logprob: float  # over generated tokens, end-of-text included
+    steps: int  # generated tokens + end-of-text (or the cut-off)
+    no_speech_prob: float  # P(no_speech_id) right after start-of-transcript (nan if unused)
+    topk_ids: list[list[int]] = field(default_factory=list)  # [steps, k]
+    topk_logprobs: list[list[float]] = field(default_factory=list)  # [steps, k]
+
+    @property
+    def avg_logprob(self) -> float:
+        return self.sum_logprob / max(self.steps, 1)
+
+
+def _suppression_mask(vocab: int, ids: Sequence[int], device) -> torch.Tensor:
+    mask = torch.zeros(vocab, dtype=torch.bool, device=device)
+    ids = [i for i in ids if 0 <= i < vocab]
+    if ids:
+        mask[torch.tensor(ids, device=device)] = True
+    return mask
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model: nn.Module,
+    encoder_out: torch.Tensor,
+    prompt: Sequence[int],
+    eot: int,
+    max_new_tokens: int = 224,
+    top_k: int = 0,
+    suppress: Sequence[int] = (),
+    suppress_begin: Sequence[int] = (),
+    no_speech_id: int | None = None,
+) -> list[Decoded]:
+    """Greedy transcripts of a WhisperForConditionalGeneration for encoder outputs [B, T, D].
+
+    Log-probs (and top-k soft targets) are of the distribution after suppression: the one
+    the greedy choice was made from.
+    """
+    batch = encoder_out.shape[0]
+    device = encoder_out.device
+    vocab = model.proj_out.out_features
+    never = _suppression_mask(vocab, suppress, device)
+    first = never | _suppression_mask(vocab, suppress_begin, device)
+    tokens = torch.tensor([list(prompt)] * batch, device=device)  # [B, P]
+    results = [Decoded([], 0.0, 0, float("nan")) for _ in range(batch)]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    cache, step_input = None, tokens
+    limit = min(max_new_tokens, model.config.max_target_positions - len(prompt))
+    for step in range(limit):
+        out = model.model.decoder(
+            input_ids=step_input, encoder_hidden_states=encoder_out, cache=cache, use_cache=True
+        )
+        cache = out.cache
+        logits = model.proj_out(out.last_hidden_state[:, -1]).float()  # [B, V]
+        if step == 0 and no_speech_id is not None:
+            # read where Whisper was trained to predict it: right after start-of-transcript
+            at_sot = model.proj_out(out.last_hidden_state[:, 0]).float().softmax(-1)
+            for b in range(batch):
+                results[b].no_speech_prob = float(at_sot[b, no_speech_id])
+        logits = logits.masked_fill(first if step == 0 else never, float("-inf"))
+        logprobs = logits.log_softmax(-1)
+        chosen = logprobs.argmax(-1)  # [B]
+        _record(results, done, chosen, logprobs, eot, top_k)
+        done |= chosen == eot
+        if done.all():
+            break
+        step_input = chosen.masked_fill(done, eot)[:, None]  # [B, 1]
+    return results
+
+
+def _record(results, done, chosen, logprobs, eot: int, top_k: int) -> None:
+    """Append this step's choice and soft targets to every unfinished sequence."""
+    picked = logprobs.gather(-1, chosen[:, None])[:, 0]
+    if top_k:
+        top_values, top_ids = logprobs.topk(top_k, dim=-1)
+    for b, result in enumerate(results):
+        if done[b]:
+            continue
+        token = int(chosen[b])
+        result.sum_logprob += float(picked[b])
+        result.steps += 1
+        if token != eot:
+            result.token_ids.append(token)
+        if top_k:
+            result.topk_ids.append(top_ids[b].tolist())
+            result.topk_logprobs.append(top_values[b].tolist())

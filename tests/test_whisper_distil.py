@@ -1,0 +1,131 @@
+"""whisper-distil: layer choice, weight copying, unpadded encoder, target alignment, loss."""
+
+import numpy as np
+import pytest
+import torch
+
+from audiodistill.losses import TokenCrossEntropyLoss
+from audiodistill.students.whisper_distil import (
+    WhisperDistilOptions,
+    WhisperDistilTask,
+    encode,
+    kept_layer_ids,
+    pad_targets,
+    shrink_decoder,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper():
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=200,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=4,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=64,
+        decoder_start_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    return WhisperForConditionalGeneration(config).eval()
+
+
+@pytest.mark.parametrize(
+    "layers, keep, expected",
+    [(4, 1, [3]), (4, 2, [0, 3]), (4, 3, [0, 2, 3]), (32, 2, [0, 31]), (4, 4, [0, 1, 2, 3])],
+)
+def test_kept_layers_are_maximally_spaced_and_include_the_last(layers, keep, expected):
+    assert kept_layer_ids(layers, keep) == expected
+
+
+def test_kept_layers_reject_impossible_counts():
+    with pytest.raises(ValueError, match="decoder_layers must be in 1..4"):
+        kept_layer_ids(4, 5)
+
+
+def test_shrunk_decoder_copies_the_chosen_teacher_layers(tiny_whisper):
+    student = shrink_decoder(tiny_whisper, 2)
+    assert student.config.decoder_layers == 2
+    teacher_state, student_state = tiny_whisper.state_dict(), student.state_dict()
+    for new, old in ((0, 0), (1, 3)):
+        for name in ("self_attn.q_proj.weight", "fc2.bias", "encoder_attn.v_proj.weight"):
+            got = student_state[f"model.decoder.layers.{new}.{name}"]
+            assert torch.equal(got, teacher_state[f"model.decoder.layers.{old}.{name}"])
+    assert torch.equal(
+        student_state["model.encoder.layers.1.fc1.weight"],
+        teacher_state["model.encoder.layers.1.fc1.weight"],
+    )
+    # the output projection stays tied to the token embedding
+    embedding = student.model.decoder.embed_tokens.weight
+    assert student.proj_out.weight.data_ptr() == embedding.data_ptr()
+
+
+def test_unpadded_encoder_matches_transformers_on_full_windows(tiny_whisper):
+    features = torch.randn(2, 80, 3000)
+    with torch.no_grad():
+        ours = encode(tiny_whisper, features)
+        theirs = tiny_whisper.model.encoder(features).last_hidden_state
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_unpadded_encoder_accepts_short_input(tiny_whisper):
+    with torch.no_grad():
+        out = encode(tiny_whisper, torch.randn(1, 80, 400))
+    assert out.shape == (1, 200, 32)  # 400 mel frames (4 s) -> 200 positions of 20 ms
+
+
+def _rows():
+    return [
+        {
+            "token_ids": [10, 11, 12],
+            "topk_ids": [[10, 5], [11, 5], [12, 5], [2, 5]],
+            "topk_logprobs": [[-0.1, -2.0], [-0.2, -2.0], [-0.3, -2.0], [-0.05, -3.0]],
+        },
+        {"token_ids": [20], "topk_ids": [[20, 6], [2, 6]], "topk_logprobs": [[-0.5, -1.0]] * 2},
+    ]
+
+
+def test_targets_line_up_with_decoder_positions():
+    prompt, eot = [1, 7], 2
+    inputs, labels, topk_ids, topk_logprobs = pad_targets(_rows(), prompt, eot, top_k=3)
+    ignore = TokenCrossEntropyLoss.IGNORE
+    assert inputs[0].tolist() == [1, 7, 10, 11, 12]
+    assert labels[0].tolist() == [ignore, 10, 11, 12, eot]
+    assert inputs[1].tolist() == [1, 7, 20, eot, eot]
+    assert labels[1].tolist() == [ignore, 20, eot, ignore, ignore]
+    # the teacher's first soft target (for token 10) sits where token 10 is predicted
+    assert topk_ids[0, 1].tolist() == [10, 5, 0]
+    assert topk_logprobs[0, 1, :2].tolist() == pytest.approx([-0.1, -2.0])
+    assert topk_logprobs[0, 1, 2] < -1e3  # the label stored only 2: the third slot is empty
+    assert (topk_ids[0, 1:5, 0] == labels[0, 1:5]).all()
+
+
+def test_distillation_loss_trains_the_student(tiny_whisper):
+    task = WhisperDistilTask(WhisperDistilOptions(decoder_layers=2, top_k=2))
+    student = shrink_decoder(tiny_whisper, 2).train()
+    inputs, labels, topk_ids, topk_logprobs = pad_targets(_rows(), [1, 7], 2, top_k=2)
+    batch = {
+        "features": torch.randn(2, 80, 200),
+        "decoder_input_ids": inputs,
+        "labels": labels,
+        "topk_ids": topk_ids,
+        "topk_logprobs": topk_logprobs,
+    }
+    optimizer = torch.optim.AdamW(student.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        loss, parts = task.loss(student, batch)
+        first = first if first is not None else parts
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert set(parts) == {"loss", "ce", "kd"}
+    assert np.isfinite(parts["loss"]) and parts["loss"] < 0.5 * first["loss"]
