@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from audiodistill.synth.corpus import SynthOptions
 
 from audiodistill.config import to_dict
 from audiodistill.labelling import PseudoLabelOptions
+from audiodistill.synth.corpus import SynthOptions
 
 
 @dataclass(frozen=True)
