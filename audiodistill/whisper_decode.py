@@ -4,7 +4,7 @@ One decoder for the transformers teacher and the whisper-distil student, so both
 the same way. It takes encoder output rather than audio because the student runs its
 encoder on unpadded input. Suppression follows faster-whisper (the config's suppress ids
 every step; blank and end-of-text at the first step) so greedy transcripts match the
-CTranslate2 teacher.
+CTranslate2 teacher token for token.
 """
 
 from __future__ import annotations
@@ -20,14 +20,29 @@ from torch import nn
 class Decoded:
     token_ids: list[int]  # generated text tokens, prompt and end-of-text excluded
     sum_logprob: float  # over generated tokens, end-of-text included
-    steps: int  # generated tokens + end-of-text (or the cut-off)
+    # generated tokens + 1 for end-of-text; just the tokens when cut off at max_new_tokens
+    steps: int
     no_speech_prob: float  # P(no_speech_id) right after start-of-transcript (nan if unused)
     topk_ids: list[list[int]] = field(default_factory=list)  # [steps, k]
     topk_logprobs: list[list[float]] = field(default_factory=list)  # [steps, k]
 
     @property
     def avg_logprob(self) -> float:
+        """faster-whisper's definition: end-of-text counts as a token."""
         return self.sum_logprob / max(self.steps, 1)
+
+
+def prompt_ids(generation_config, language: str | None = "en") -> list[int]:
+    """Start of transcript, language and task (multilingual models), no timestamps."""
+    prompt = [generation_config.decoder_start_token_id]
+    lang_ids = getattr(generation_config, "lang_to_id", None) or {}
+    if lang_ids:
+        if not language:
+            raise ValueError("a multilingual Whisper needs a language (no detection here)")
+        prompt.append(lang_ids[f"<|{language}|>"])
+        prompt.append(generation_config.task_to_id["transcribe"])
+    prompt.append(generation_config.no_timestamps_token_id)
+    return prompt
 
 
 def _suppression_mask(vocab: int, ids: Sequence[int], device) -> torch.Tensor:
@@ -52,18 +67,18 @@ def greedy_decode(
 ) -> list[Decoded]:
     """Greedy transcripts of a WhisperForConditionalGeneration for encoder outputs [B, T, D].
 
-    Log-probs (and top-k soft targets) are of the distribution after suppression: the one
-    the greedy choice was made from.
+    `prompt` starts with start-of-transcript (no previous-text context). Log-probs and top-k
+    soft targets are of the distribution after suppression: the one the greedy choice was
+    made from, as CTranslate2 scores it.
     """
     batch = encoder_out.shape[0]
     device = encoder_out.device
     vocab = model.proj_out.out_features
     never = _suppression_mask(vocab, suppress, device)
     first = never | _suppression_mask(vocab, suppress_begin, device)
-    tokens = torch.tensor([list(prompt)] * batch, device=device)  # [B, P]
     results = [Decoded([], 0.0, 0, float("nan")) for _ in range(batch)]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    cache, step_input = None, tokens
+    cache, step_input = None, torch.tensor([list(prompt)] * batch, device=device)  # [B, P]
     limit = min(max_new_tokens, model.config.max_target_positions - len(prompt))
     for step in range(limit):
         out = model.model.decoder(
@@ -83,6 +98,7 @@ def greedy_decode(
         done |= chosen == eot
         if done.all():
             break
+        # finished rows keep feeding end-of-text; their outputs are no longer recorded
         step_input = chosen.masked_fill(done, eot)[:, None]  # [B, 1]
     return results
 

@@ -4,10 +4,12 @@ Built as distil-whisper builds its students: copy the encoder whole and K decode
 maximally spaced and always including the last, then train on the teacher's pseudo-labels
 (cross-entropy) and soft targets (top-k KL at a temperature).
 
-One departure from Whisper: with `variable_length` the encoder runs on the unpadded
-log-mel of the utterance instead of 30 s of padded input (Moonshine's insight). A 4 s
-utterance then costs 200 encoder frames instead of 1500. Whisper's encoder was only ever
-trained on 30 s windows, so the student fine-tunes its encoder on unpadded input.
+One departure from Whisper: with `tail_seconds` set, the encoder runs on the utterance plus
+a short silent tail instead of a 30 s padded window (Moonshine's insight: cost should follow
+the audio's length). A 4 s utterance then costs 450 encoder positions instead of 1500.
+The tail matters: Whisper learned to end its transcript from the silence after speech. With
+no tail it never stops (it repeats the sentence); 2 s is not always enough; with 5 s the
+unmodified tiny.en matches its own 30 s-window WER on the synthetic dev split (measured).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.losses import TokenCrossEntropyLoss, WhisperDistillationLoss
+from audiodistill.whisper_decode import greedy_decode, prompt_ids
 
 # Whisper's log-mel runs at 100 frames/s (hop 160 at 16 kHz); its conv stem halves that,
 # so one encoder position covers 20 ms and 30 s is 1500 positions.
@@ -40,8 +43,9 @@ class WhisperDistilOptions:
     decoder_layers: int = 2
     # keep the teacher's encoder weights fixed (cheaper; only sensible with padded input)
     freeze_encoder: bool = False
-    # run the encoder on unpadded input (much faster on short audio) instead of 30 s windows
-    variable_length: bool = True
+    # seconds of silence after the audio instead of padding to 30 s (null: Whisper's 30 s
+    # window); the encoder's cost follows the audio's length
+    tail_seconds: float | None = 5.0
     # weight of cross-entropy on the pseudo-label tokens
     alpha_ce: float = 1.0
     # weight of KL to the teacher's top-k soft targets (0 turns soft targets off)
@@ -107,10 +111,10 @@ def encode(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return encoder.layer_norm(x)
 
 
-def log_mel(feature_extractor, audios: Sequence[np.ndarray], variable_length: bool):
-    """[B, n_mels, F]: padded to the longest item (variable) or to Whisper's 30 s window."""
-    if variable_length:
-        longest = max(len(a) for a in audios)
+def log_mel(feature_extractor, audios: Sequence[np.ndarray], tail_seconds: float | None):
+    """[B, n_mels, F]: the longest item plus a silent tail, or Whisper's 30 s window."""
+    if tail_seconds is not None:
+        longest = max(len(a) for a in audios) + int(tail_seconds * SAMPLE_RATE)
         # an even frame count keeps the stride-2 conv from dropping the last frame
         frames = min(-(-longest // 320) * 2, WINDOW_SECONDS * MEL_FRAMES_PER_SECOND)
         kwargs = {"padding": "max_length", "max_length": frames * 160, "truncation": True}
@@ -123,17 +127,6 @@ def log_mel(feature_extractor, audios: Sequence[np.ndarray], variable_length: bo
         **kwargs,
     )
     return out.input_features
-
-
-def prompt_ids(generation_config, language: str | None = "en") -> list[int]:
-    """Start of transcript, language and task (multilingual models), no timestamps."""
-    prompt = [generation_config.decoder_start_token_id]
-    lang_ids = getattr(generation_config, "lang_to_id", None) or {}
-    if lang_ids and language:
-        prompt.append(lang_ids[f"<|{language}|>"])
-        prompt.append(generation_config.task_to_id["transcribe"])
-    prompt.append(generation_config.no_timestamps_token_id)
-    return prompt
 
 
 def pad_targets(rows: Sequence[dict], prompt: list[int], eot: int, top_k: int | None):
@@ -207,7 +200,7 @@ class WhisperDistilTask:
         teacher = WhisperForConditionalGeneration.from_pretrained(self.teacher_dir())
         student = shrink_decoder(teacher, self.options.decoder_layers)
         student.config.student = STUDENT_KIND
-        student.config.variable_length = self.options.variable_length
+        student.config.tail_seconds = self.options.tail_seconds
         if self.options.freeze_encoder:
             student.model.encoder.requires_grad_(False)
         return student
@@ -235,7 +228,7 @@ class WhisperDistilTask:
         generation = self.generation_config
         prompt = prompt_ids(generation, self.language)
         audios = [r["audio"] for r in rows]
-        features = log_mel(self.processor.feature_extractor, audios, self.options.variable_length)
+        features = log_mel(self.processor.feature_extractor, audios, self.options.tail_seconds)
         inputs, labels, topk_ids, topk_logprobs = pad_targets(
             rows, prompt, generation.eos_token_id, self.top_k
         )
@@ -264,7 +257,7 @@ class WhisperDistilTask:
             getattr(model, "module", model),
             self.processor,
             audios,
-            variable_length=self.options.variable_length,
+            tail_seconds=self.options.tail_seconds,
             language=self.language,
             max_new_tokens=self.options.max_new_tokens,
         )
@@ -286,12 +279,11 @@ def transcribe(
     model: nn.Module,
     processor,
     audios: Sequence[np.ndarray],
-    variable_length: bool = True,
+    tail_seconds: float | None = 5.0,
     language: str = "en",
     max_new_tokens: int = 128,
 ) -> list[str]:
     """Greedy transcripts, long audio chunked into 30 s windows decoded in one batch."""
-    from audiodistill.whisper_decode import greedy_decode
 
     was_training = model.training
     model.eval()
@@ -306,7 +298,7 @@ def transcribe(
     order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
     for start in range(0, len(order), 8):
         chunk = order[start : start + 8]
-        features = log_mel(processor.feature_extractor, [pieces[j] for j in chunk], variable_length)
+        features = log_mel(processor.feature_extractor, [pieces[j] for j in chunk], tail_seconds)
         decoded = greedy_decode(
             model,
             encode(model, features.to(model.dtype)),
@@ -339,7 +331,7 @@ class WhisperDistilModel:
         config = json.loads((Path(path) / "config.json").read_text())
         self.model = WhisperForConditionalGeneration.from_pretrained(path).eval()
         self.processor = WhisperProcessor.from_pretrained(path)
-        self.variable_length = bool(config.get("variable_length"))
+        self.tail_seconds = config.get("tail_seconds")
         self.language = language
         self.max_new_tokens = max_new_tokens
 
@@ -348,7 +340,7 @@ class WhisperDistilModel:
             self.model,
             self.processor,
             audios,
-            variable_length=self.variable_length,
+            tail_seconds=self.tail_seconds,
             language=self.language,
             max_new_tokens=self.max_new_tokens,
         )

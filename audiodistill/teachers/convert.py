@@ -63,7 +63,7 @@ def read_ct2_model(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     """(spec name, variables by name) of a CTranslate2 model.bin; aliases resolved."""
     with open(path, "rb") as f:
         (version,) = struct.unpack("<I", f.read(4))
-        if version < 5:
+        if not 5 <= version <= 6:  # 6: model_spec.py's CURRENT_BINARY_VERSION in ctranslate2 4.x
             raise ValueError(f"{path}: CTranslate2 binary version {version} is not supported")
         spec = _read_string(f)
         f.read(4)  # spec revision
@@ -79,8 +79,25 @@ def read_ct2_model(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     return spec, variables
 
 
-def _quantized(variables: dict[str, np.ndarray]) -> bool:
-    return any(name.endswith("weight_scale") for name in variables)
+def dequantize(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Quantized weights back to float32, using the `<name>_scale` CTranslate2 stores beside.
+
+    CTranslate2 quantizes as q = round(w * scale): int8 with one scale per output row (conv
+    kernels flattened to rows first), int16 with one scale per matrix.
+    """
+    out = dict(variables)
+    for name, scale in variables.items():
+        if not name.endswith("_scale"):
+            continue
+        base = name[: -len("_scale")]
+        q = variables[base].astype(np.float32)
+        scale = np.asarray(scale, dtype=np.float32)
+        if scale.ndim:  # [out rows]
+            out[base] = (q.reshape(q.shape[0], -1) / scale[:, None]).reshape(q.shape)
+        else:
+            out[base] = q / scale
+        del out[name]
+    return out
 
 
 def _attention(prefix: str, src: str, v: dict, fused: str) -> dict[str, np.ndarray]:
@@ -96,7 +113,9 @@ def _attention(prefix: str, src: str, v: dict, fused: str) -> dict[str, np.ndarr
         names, out_linear = ("q", "k", "v"), 2
     for name, weight, bias in zip(names, w, b, strict=True):
         out[f"{prefix}.{name}_proj.weight"] = weight
-        if name != "k":  # Whisper's key projection has no bias
+        # Whisper's key projection has no bias (CT2 stores zeros; a key bias would not
+        # change attention anyway, softmax ignores a shift shared by all keys)
+        if name != "k":
             out[f"{prefix}.{name}_proj.bias"] = bias
     out[f"{prefix}.out_proj.weight"] = v[f"{src}/linear_{out_linear}/weight"]
     out[f"{prefix}.out_proj.bias"] = v[f"{src}/linear_{out_linear}/bias"]
@@ -116,8 +135,40 @@ def _ffn(dst: str, src: str, v: dict) -> dict[str, np.ndarray]:
     }
 
 
-def whisper_state_dict(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """transformers parameter names -> arrays (float), from CT2 Whisper variables."""
+class _ReadRecorder(dict):
+    """A dict that remembers which keys were read, so no CT2 weight is silently dropped."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def whisper_state_dict(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """transformers parameter names -> float32 arrays, from (dequantized) CT2 Whisper variables.
+
+    Every CT2 tensor must find a place: scalars are settings (head counts, flags) and the
+    output projection must equal the token embedding, which transformers ties to it.
+    """
+    v = _ReadRecorder(variables)
+    state = _map_whisper(v)
+    projection = variables.get("decoder/projection/weight")
+    if projection is not None and not np.array_equal(projection, v["decoder/embeddings/weight"]):
+        raise ValueError("decoder projection differs from the token embedding; cannot tie them")
+    unmapped = [
+        name
+        for name, array in variables.items()
+        if name not in v.read and array.ndim and name != "decoder/projection/weight"
+    ]
+    if unmapped:
+        raise ValueError(f"CT2 variables with no transformers counterpart: {unmapped}")
+    return {k: np.asarray(a, dtype=np.float32) for k, a in state.items()}
+
+
+def _map_whisper(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     state = {}
     for i in range(_count_layers(v, "encoder")):
         src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
@@ -141,7 +192,7 @@ def whisper_state_dict(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     state["model.decoder.embed_tokens.weight"] = v["decoder/embeddings/weight"]
     state["model.decoder.embed_positions.weight"] = v["decoder/position_encodings/encodings"]
     state |= _norm("model.decoder.layer_norm", "decoder/layer_norm", v)
-    return {k: np.asarray(a, dtype=np.float32) for k, a in state.items()}
+    return state
 
 
 def _count_layers(v: dict, side: str) -> int:
@@ -213,17 +264,15 @@ def _tokenizer(ct2_dir: Path):
     )
 
 
-def convert_ct2_whisper(ct2_dir: str | Path | None, out: str | Path) -> Path:
-    """Write a transformers Whisper directory equivalent to a CTranslate2 one; returns `out`."""
+def _write_converted(ct2_dir: Path, parent: Path) -> Path:
+    """Convert into a fresh temporary directory under `parent` (the caller publishes it)."""
     import torch
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-    ct2_dir = Path(ct2_dir) if ct2_dir else bundled_ct2_dir()
     spec, variables = read_ct2_model(ct2_dir / "model.bin")
     if spec != "WhisperSpec":
         raise ValueError(f"{ct2_dir}: a {spec} model, not Whisper")
-    if _quantized(variables):
-        raise ValueError(f"{ct2_dir}: quantized (int8) weights; convert a float16/32 model")
+    variables = dequantize(variables)
     ct2_config = json.loads((ct2_dir / "config.json").read_text())
     tokenizer = _tokenizer(ct2_dir)
     config, multilingual = whisper_config(variables, ct2_config, tokenizer)
@@ -234,34 +283,57 @@ def convert_ct2_whisper(ct2_dir: str | Path | None, out: str | Path) -> Path:
     if missing or unexpected:
         raise RuntimeError(f"conversion mapping is wrong: missing {missing}, extra {unexpected}")
     model.generation_config = generation_config(config, ct2_config, tokenizer, multilingual)
-    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        extractor.save_pretrained(tmp)
-        (tmp / "source.json").write_text(
-            json.dumps({"ct2_dir": str(ct2_dir), "revision": revision_of(ct2_dir)}, indent=2)
-        )
+        WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(tmp)
+        source = {"ct2_dir": str(ct2_dir), "revision": revision_of(ct2_dir)}
+        (tmp / "source.json").write_text(json.dumps(source, indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def convert_ct2_whisper(ct2_dir: str | Path | None, out: str | Path) -> Path:
+    """Write a transformers Whisper directory equivalent to a CTranslate2 one; returns `out`.
+
+    `out` appears complete or not at all: the model is written beside it and renamed into
+    place (an existing `out` is moved aside first, then deleted).
+    """
+    ct2_dir = Path(ct2_dir) if ct2_dir else bundled_ct2_dir()
+    out = Path(out)
+    tmp = _write_converted(ct2_dir, out.parent)
+    old = tmp.with_name(tmp.name + ".old")
+    try:
         if out.exists():
-            shutil.rmtree(out)
+            os.replace(out, old)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return out
 
 
 def ensure_bundled_hf() -> Path:
-    """The bundled teacher in transformers format, converted on first use and cached."""
-    target = cache_dir() / f"{BUNDLED_NAME}-hf-{revision_of(bundled_ct2_dir())}"
-    if (target / "model.safetensors").is_file():
+    """The bundled teacher in transformers format, converted on first use and cached.
+
+    Safe for several processes (Ray actors) at once: each converts into its own temporary
+    directory and renames it into place; a rename that loses the race finds the target
+    already there and uses it. A published directory is never deleted or rewritten.
+    """
+    ct2_dir = bundled_ct2_dir()
+    target = cache_dir() / f"{BUNDLED_NAME}-hf-{revision_of(ct2_dir)}"
+    if target.is_dir():
         return target
+    tmp = _write_converted(ct2_dir, target.parent)
     try:
-        convert_ct2_whisper(None, target)
+        os.rename(tmp, target)
     except OSError:
-        # another process (a second Ray actor) finished the same conversion first
-        if not (target / "model.safetensors").is_file():
+        if not target.is_dir():
             raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target

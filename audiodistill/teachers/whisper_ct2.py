@@ -69,14 +69,15 @@ class CT2WhisperTeacher:
         text = " ".join(s.text.strip() for s in segments).strip()
         tokens = [t for s in segments for t in s.tokens if t < self.eot]
         # faster-whisper's avg_logprob is per segment; weight by segment length
+        # (no segments at all, e.g. silence or empty audio: -inf, so confidence filters drop it)
         lengths = [max(len(s.tokens), 1) for s in segments]
-        total = sum(lengths)
-        avg = sum(s.avg_logprob * n for s, n in zip(segments, lengths, strict=True)) / total
+        weighted = sum(s.avg_logprob * n for s, n in zip(segments, lengths, strict=True))
+        avg = weighted / sum(lengths) if segments else -math.inf
         no_speech = max((s.no_speech_prob for s in segments), default=1.0)
         return Transcript(
             text=text,
             token_ids=tokens,
-            avg_logprob=float(avg) if segments else -math.inf,
+            avg_logprob=float(avg),
             no_speech_prob=float(no_speech),
             compression_ratio=compression_ratio(text),
         )

@@ -1,9 +1,12 @@
 """transformers teacher: any Hugging Face Whisper, batched, CPU or GPU, with soft targets.
 
-Decoding matches the CTranslate2 teacher (greedy, temperature 0, no timestamps, the same
-token suppression) and adds what distillation needs: per-token top-k log-probs. Audio longer
-than Whisper's 30 s window is cut into consecutive 30 s windows, each decoded on its own and
-the texts joined; without timestamps there is no finer alignment to cut at.
+Decoding matches the CTranslate2 teacher token for token (greedy, temperature 0, no
+timestamps, faster-whisper's suppression, the same log-mel windows) and adds what
+distillation needs: per-token top-k log-probs.
+
+Long audio: the log-mel of the whole utterance is cut into consecutive 30 s windows, each
+decoded on its own and the results joined. Without timestamps there is no finer point to
+cut at; faster-whisper does the same when timestamps are off.
 """
 
 from __future__ import annotations
@@ -12,12 +15,47 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from audiodistill.audio import SAMPLE_RATE
 from audiodistill.teachers.base import Transcript
 from audiodistill.teachers.bundled import BUNDLED_NAME, revision_of
 from audiodistill.teachers.whisper_ct2 import compression_ratio
+from audiodistill.whisper_decode import Decoded, greedy_decode, prompt_ids
 
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+def log_mel_windows(extractor, audio: np.ndarray) -> list[np.ndarray]:
+    """[n_mels, 3000] log-mel windows of one utterance, the last padded with zeros.
+
+    The log-mel is computed on the audio alone and padded afterwards (zeros in the
+    normalised log-mel domain), as OpenAI's transcribe() and faster-whisper do. Padding the
+    audio with 30 s of silence first (the feature extractor's default) feeds the encoder a
+    different tail: greedy transcripts then matched the CTranslate2 teacher's on 23 of the
+    40 synthetic test utterances, against 40 of 40 this way (same WER either way).
+    """
+    # the STFT needs at least one full frame
+    audio = np.pad(audio, (0, max(0, extractor.n_fft - len(audio))))
+    mel = extractor(
+        audio, sampling_rate=SAMPLE_RATE, padding="longest", truncation=False, return_tensors="np"
+    ).input_features[0]  # [n_mels, len(audio) // hop]
+    frames = extractor.nb_max_frames  # 3000: 30 s at 100 frames per second
+    out = []
+    for start in range(0, mel.shape[1], frames):
+        window = mel[:, start : start + frames]
+        out.append(np.pad(window, ((0, 0), (0, frames - window.shape[1]))))
+    return out
+
+
+def _no_speech_id(tokenizer) -> int | None:
+    """<|nospeech|> in newer Whisper vocabularies, <|nocaptions|> in the first ones."""
+    vocab = tokenizer.get_vocab()
+    return next((vocab[t] for t in ("<|nospeech|>", "<|nocaptions|>") if t in vocab), None)
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or Path(model).exists()
 
 
 class HFWhisperTeacher:
@@ -33,66 +71,72 @@ class HFWhisperTeacher:
         threads: int = 1,
         language: str | None = "en",
     ):
-        import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-        from audiodistill.students.whisper_distil import prompt_ids
 
         if dtype not in DTYPES:
             raise ValueError(f"teacher.dtype must be one of {DTYPES}, got {dtype!r}")
         if device == "cpu":
             torch.set_num_threads(threads)
-        if model is None:
-            from audiodistill.teachers.convert import ensure_bundled_hf
-
-            source, self.name = str(ensure_bundled_hf()), BUNDLED_NAME
-        else:
-            source, self.name = model, Path(model).name if Path(model).exists() else model
-        self.revision = revision_of(source) if Path(source).exists() else "hub"
+        source = self._resolve(model)
         self.device, self.batch_size, self.top_k = device, batch_size, top_k
         self.processor = WhisperProcessor.from_pretrained(source)
-        self.model = WhisperForConditionalGeneration.from_pretrained(
-            source, dtype=getattr(torch, dtype)
-        ).to(device).eval()
+        self.model = (
+            WhisperForConditionalGeneration.from_pretrained(source, dtype=getattr(torch, dtype))
+            .to(device)
+            .eval()
+        )
+        if Path(source).is_dir():
+            self.revision = revision_of(source)
+        else:
+            self.revision = getattr(self.model.config, "_commit_hash", None) or "unknown"
         generation = self.model.generation_config
         self.prompt = prompt_ids(generation, language)
         self.eot = generation.eos_token_id
-        self.no_speech_id = self.processor.tokenizer.convert_tokens_to_ids(
-            "<|nospeech|>" if generation.is_multilingual else "<|nocaptions|>"
-        )
+        self.no_speech_id = _no_speech_id(self.processor.tokenizer)
+
+    def _resolve(self, model: str | None) -> str:
+        """Directory or hub id to load; sets `name`."""
+        if model is None:
+            from audiodistill.teachers.convert import ensure_bundled_hf
+
+            self.name = BUNDLED_NAME
+            return str(ensure_bundled_hf())
+        if _looks_like_path(model):
+            path = Path(model).expanduser()
+            if not (path / "config.json").is_file():
+                raise FileNotFoundError(f"{path} is not a transformers Whisper directory")
+            self.name = path.name
+            return str(path)
+        self.name = model  # a hub id; needs a network or the local hub cache
+        return model
 
     def transcribe(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        from audiodistill.students.whisper_distil import windows
-
-        pieces, owners = [], []
+        extractor = self.processor.feature_extractor
+        windows, owners = [], []
         for i, audio in enumerate(audios):
-            for window in windows(np.asarray(audio, dtype=np.float32)):
-                pieces.append(window)
+            for window in log_mel_windows(extractor, np.asarray(audio, dtype=np.float32)):
+                windows.append(window)
                 owners.append(i)
         decoded = []
-        for start in range(0, len(pieces), self.batch_size):
-            decoded.extend(self._decode(pieces[start : start + self.batch_size]))
-        return [
-            self._transcript([d for d, o in zip(decoded, owners, strict=True) if o == i])
-            for i in range(len(audios))
-        ]
+        for start in range(0, len(windows), self.batch_size):
+            decoded.extend(self._decode(np.stack(windows[start : start + self.batch_size])))
+        parts = [[] for _ in audios]
+        for d, owner in zip(decoded, owners, strict=True):
+            parts[owner].append(d)
+        return [self._transcript(p) for p in parts]
 
-    def _decode(self, batch: Sequence[np.ndarray]):
-        import torch
-
-        from audiodistill.whisper_decode import greedy_decode
-
-        features = self.processor.feature_extractor(
-            list(batch), sampling_rate=16_000, return_tensors="pt"
-        ).input_features.to(self.device, self.model.dtype)  # [B, n_mels, 3000]
+    def _decode(self, features: np.ndarray) -> list[Decoded]:
+        """Greedy results for a batch of log-mel windows [B, n_mels, 3000]."""
+        inputs = torch.from_numpy(features).to(self.device, self.model.dtype)
         generation = self.model.generation_config
         with torch.inference_mode():
-            encoded = self.model.model.encoder(features).last_hidden_state
+            encoded = self.model.model.encoder(inputs).last_hidden_state  # [B, 1500, D]
         return greedy_decode(
             self.model,
             encoded,
             prompt=self.prompt,
             eot=self.eot,
+            # OpenAI's sample_len: half the decoder's context; only repetition loops reach it
             max_new_tokens=self.model.config.max_target_positions // 2,
             top_k=self.top_k,
             suppress=generation.suppress_tokens or (),
@@ -100,22 +144,22 @@ class HFWhisperTeacher:
             no_speech_id=self.no_speech_id,
         )
 
-    def _transcript(self, parts) -> Transcript:
+    def _transcript(self, parts: list[Decoded]) -> Transcript:
         """One utterance's windows joined: tokens and soft targets concatenated."""
         tokens = [t for p in parts for t in p.token_ids]
         text = " ".join(
             self.processor.tokenizer.decode(p.token_ids, skip_special_tokens=True).strip()
             for p in parts
         ).strip()
-        steps = sum(p.steps for p in parts)
         # one end-of-text row per window; keep only the last so rows = tokens + 1
         topk_ids = [row for p in parts[:-1] for row in p.topk_ids[: len(p.token_ids)]]
         topk_lp = [row for p in parts[:-1] for row in p.topk_logprobs[: len(p.token_ids)]]
         return Transcript(
             text=text,
             token_ids=tokens,
-            avg_logprob=sum(p.sum_logprob for p in parts) / max(steps, 1),
-            no_speech_prob=parts[0].no_speech_prob,
+            avg_logprob=sum(p.sum_logprob for p in parts) / max(sum(p.steps for p in parts), 1),
+            # the utterance holds speech if any window does
+            no_speech_prob=min(p.no_speech_prob for p in parts),
             compression_ratio=compression_ratio(text),
             topk_ids=topk_ids + parts[-1].topk_ids,
             topk_logprobs=topk_lp + parts[-1].topk_logprobs,
