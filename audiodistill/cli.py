@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from audiodistill.config import ConfigError, load_config
 
@@ -40,6 +41,14 @@ def _distill(options) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _eval(options) -> None:
+    from audiodistill.evaluation import run
+
+    run(options)
+    print((Path(options.out) / "report.md").read_text())
+    print(f"wrote {options.out}/report.json and report.md")
+
+
 def _quickstart(options) -> None:
     from pipelines.quickstart import run
 
@@ -66,6 +75,10 @@ def _options_class(command: str):
         from audiodistill.distill import DistillOptions
 
         return DistillOptions
+    if command == "eval":
+        from audiodistill.evaluation import EvalOptions
+
+        return EvalOptions
     if command == "quickstart":
         from pipelines.quickstart import QuickstartOptions
 
@@ -79,6 +92,7 @@ COMMANDS = {
     "synth": (_synth, "build the embedded synthetic speech corpus"),
     "pseudo-label": (_pseudo_label, "label a corpus with a teacher on Ray (resumable)"),
     "distill": (_distill, "distill a student from pseudo-labels on Ray Train (resumable)"),
+    "eval": (_eval, "score teacher and students on one manifest: WER, CER, RTF, size"),
     "quickstart": (_quickstart, "the main job on embedded defaults: synth, label, report"),
     "convert-teacher": (_convert_teacher, "convert a CTranslate2 Whisper dir to transformers"),
 }
@@ -112,8 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--config", help="YAML options file (overrides apply on top)")
+        if name == "eval":
+            cmd.add_argument("--model", action="append", help="a model to score (repeatable)")
     args, extra = parser.parse_known_args(argv)
+    if getattr(args, "model", None):
+        extra = [*extra, f"models={json.dumps(args.model)}"]  # JSON is a YAML list
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # a line per utterance
     try:
         options = load_config(_options_class(args.command), args.config, overrides_from_args(extra))
     except (ConfigError, OSError) as err:

@@ -1,0 +1,91 @@
+"""One measurement for teacher and students: scoring, labels, model loading, the eval command."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiodistill.audio import SAMPLE_RATE
+from audiodistill.cli import main
+from audiodistill.evaluation import EvalModel, data_label, evaluate, load_eval_model
+from audiodistill.manifest import Utterance, read_manifest
+from audiodistill.metrics import normalize_text
+
+
+@pytest.fixture(scope="module")
+def manifest(speech, tmp_path_factory):
+    """The shared TTS clips as a test-split manifest on disk."""
+    sentences, clips = speech
+    root = tmp_path_factory.mktemp("eval_data")
+    rows = []
+    for i, (text, clip) in enumerate(zip(sentences, clips, strict=True)):
+        sf.write(root / f"u{i}.wav", clip, SAMPLE_RATE)
+        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "text": text, "split": "test"})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root / "manifest.jsonl"
+
+
+def _echo_model(utterances, drop_last_word=False):
+    """Transcribes by looking the reference up by audio length: a perfect (or damaged) model."""
+    by_length = {}
+    for u in utterances:
+        text = u.text.rsplit(" ", 1)[0] if drop_last_word else u.text
+        by_length[sf.info(u.audio).frames] = text
+    return EvalModel("echo", "test", parameters=10, size_bytes=2_000_000,
+                     transcribe=lambda audios: [by_length[len(a)] for a in audios])  # fmt: skip
+
+
+def test_perfect_and_damaged_models_are_scored(manifest):
+    utterances = read_manifest(manifest)
+    report, hypotheses = evaluate(_echo_model(utterances), utterances)
+    assert report.wer == 0 and report.cer == 0 and hypotheses == [u.text for u in utterances]
+    assert report.utterances == len(utterances) and report.size_mb == 2.0
+    assert report.rtf > 0 and report.latency_p95_s >= report.latency_p50_s > 0
+    words = sum(len(normalize_text(u.text).split()) for u in utterances)
+    damaged, _ = evaluate(_echo_model(utterances, drop_last_word=True), utterances)
+    assert damaged.deletions == len(utterances) and damaged.substitutions == 0
+    assert damaged.wer == pytest.approx(len(utterances) / words)
+
+
+def test_data_label_says_what_the_audio_is():
+    synth = [Utterance("a", "/a.wav", meta={"augmentation": "clean", "voice": "v"})]
+    real = [Utterance("b", "/b.flac")]
+    assert "synthetic" in data_label(synth, "auto")
+    assert data_label(real, "auto") == "recorded speech"
+    assert data_label(real, "LibriSpeech test-clean") == "LibriSpeech test-clean"
+
+
+def test_unknown_model_spec_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a model"):
+        load_eval_model(str(tmp_path))
+
+
+def test_eval_command_scores_teacher_and_student(manifest, tmp_path, capsys):
+    from audiodistill.distill import DistillOptions
+    from audiodistill.students.registry import build_task
+
+    task = build_task(DistillOptions(student="fake"))
+    task.save(task.build(), tmp_path / "fake-student")
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", "teacher:ct2", "--model", str(tmp_path / "fake-student"),
+            "--data", str(manifest), f"out={out}"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    teacher, student = report["models"]
+    assert teacher["kind"] == "teacher" and teacher["wer"] < 0.2
+    assert 37e6 < teacher["parameters"] < 39e6  # tiny.en
+    assert student["kind"] == "fake" and student["parameters"] > 0
+    assert report["data"] == "recorded speech"  # no synth metadata in this manifest
+    lines = (out / "hypotheses.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * len(read_manifest(manifest))
+    assert "| fake-student | fake |" in capsys.readouterr().out
+    assert (out / "config.yaml").is_file()
+
+
+def test_eval_refuses_a_manifest_without_references(tmp_path):
+    sf.write(tmp_path / "a.wav", np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    from audiodistill.evaluation import EvalOptions, run
+
+    with pytest.raises(ValueError, match="reference text"):
+        run(EvalOptions(data=str(tmp_path), split=None, out=str(tmp_path / "out")))
