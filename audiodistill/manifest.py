@@ -163,7 +163,11 @@ def _directory_rows(path: Path) -> list[dict[str, Any]]:
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise ManifestError(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    return [{"id": str(f.relative_to(path).with_suffix("")), "audio": str(f)} for f in files]
+    # audio relative to the directory, as in a manifest file (resolved against it later)
+    return [
+        {"id": str(f.relative_to(path).with_suffix("")), "audio": str(f.relative_to(path))}
+        for f in files
+    ]
 
 
 def _hf_dataset_rows(path: Path) -> list[dict[str, Any]]:

@@ -21,6 +21,12 @@ def test_directory_of_audio(corpus):
     assert all(u.audio.startswith(str(corpus)) for u in rows)
 
 
+def test_directory_given_as_a_relative_path(corpus, monkeypatch):
+    monkeypatch.chdir(corpus / "sub")
+    rows = read_manifest("..")
+    assert [u.audio for u in rows] == [str(corpus / "a.wav"), str(corpus / "sub/b.wav")]
+
+
 def test_jsonl_round_trip_with_relative_paths(corpus):
     utts = [Utterance("a", str(corpus / "a.wav"), 0.1, "hi", "train", "v1", {"voice": "v1"})]
     write_manifest(utts, corpus / "manifest.jsonl")
