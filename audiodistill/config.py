@@ -103,6 +103,8 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        return _float_from_text(value, name)  # YAML 1.1 reads 1e-4 (no dot) as a string
     if hint is Path and isinstance(value, str):
         return Path(value)
     if hint in (int, float) and isinstance(value, bool):
@@ -110,6 +112,13 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if not isinstance(value, hint):
         raise ConfigError(f"{name} must be {hint.__name__}, got {value!r}")
     return value
+
+
+def _float_from_text(value: str, name: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be float, got {value!r}") from None
 
 
 def to_dict(options: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from audiodistill.audio import load_audio
 from audiodistill.filters import FilterOptions, apply_filters
 from audiodistill.labels import read_labels
 from audiodistill.metrics import corpus_wer
+from audiodistill.students.streaming_task import StreamingOptions
 from audiodistill.students.whisper_distil import WhisperDistilOptions
 from audiodistill.testing.fake_student import FakeStudentOptions
 
@@ -107,6 +108,9 @@ class TrainOptions:
 class DataOptions:
     # pseudo-label run directory (holds shards/)
     labels: str = "runs/pseudo_labels/tiny_en"
+    # more pseudo-label runs trained on in full, whatever their splits (e.g. unlabelled real
+    # recordings beside a synthetic corpus); the same filters apply, dev rows come from `labels`
+    extra_labels: tuple[str, ...] = ()
     # which pseudo-labels are good enough to train on
     filters: FilterOptions = field(default_factory=FilterOptions)
     # split trained on (None: every row not in dev_split)
@@ -127,6 +131,8 @@ class DistillOptions:
     data: DataOptions = field(default_factory=DataOptions)
     # workers, optimizer, schedule, evaluation, checkpoints
     train: TrainOptions = field(default_factory=TrainOptions)
+    # options of the "streaming" student (chunked Conformer, character CTC)
+    streaming: StreamingOptions = field(default_factory=StreamingOptions)
     # options of the "whisper-distil" student (teacher encoder + K teacher decoder layers)
     whisper_distil: WhisperDistilOptions = field(default_factory=WhisperDistilOptions)
     # options of the "fake" student (tests and dry runs)
@@ -149,7 +155,7 @@ def load_training_rows(options: DataOptions) -> tuple[pd.DataFrame, pd.DataFrame
         if options.train_split is not None
         else labels["split"] != options.dev_split
     )
-    candidates = labels[in_train]
+    candidates = _with_extra_runs(labels[in_train], options.extra_labels)
     if candidates.empty:
         splits = sorted(labels["split"].dropna().unique())
         raise DataError(
@@ -185,6 +191,21 @@ def _read_run(run_dir: Path) -> pd.DataFrame:
             "they were written by another tool or version (relabel with `pseudo-label`)"
         )
     return labels
+
+
+def _with_extra_runs(train: pd.DataFrame, runs: Sequence[str]) -> pd.DataFrame:
+    """Training rows plus every row of the extra runs; ids must stay unique across runs."""
+    if not runs:
+        return train
+    frames = [train, *(_read_run(Path(run)) for run in runs)]
+    rows = pd.concat(frames, ignore_index=True)
+    duplicated = rows["id"][rows["id"].duplicated()]
+    if not duplicated.empty:
+        raise DataError(
+            f"data.extra_labels: id {duplicated.iloc[0]!r} is in more than one pseudo-label run; "
+            "ids must be unique across the runs trained on together"
+        )
+    return rows
 
 
 def _dev_rows(labels: pd.DataFrame, options: DataOptions) -> pd.DataFrame:

@@ -26,6 +26,7 @@ def test_yaml_and_dotted_overrides(tmp_path):
     path.write_text("out: runs/a\ninner:\n  threads: 2\n")
     opts = load_config(Outer, path, ["inner.backend=hf", "rate=1", "limit=null"])
     assert opts == Outer(out="runs/a", rate=1.0, limit=None, inner=Inner(threads=2, backend="hf"))
+    assert load_config(Outer, None, ["rate=1e-4"]).rate == 1e-4  # YAML 1.1 reads it as text
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,7 @@ def test_yaml_and_dotted_overrides(tmp_path):
         ("inner.threads=two", "inner.threads must be int"),
         ("inner.backend=onnx", "inner.backend must be one of"),
         ("rate=true", "rate must be float"),
+        ("rate=fast", "rate must be float"),
         ("inner=3", "inner: expected a mapping"),
         ("nonsense", "must look like key.sub=value"),
     ],

@@ -131,6 +131,17 @@ def test_dev_reference_falls_back_to_the_pseudo_label(labels_dir, tmp_path):
     assert len(dev) == 16 and (dev["reference"] == dev["text"]).all()
 
 
+def test_extra_runs_train_in_full_and_ids_must_not_collide(labels_dir, tmp_path):
+    extra = read_labels(labels_dir).assign(id=lambda f: "real-" + f["id"], split=None)
+    (tmp_path / "a").mkdir()
+    other = _rewrite(labels_dir, tmp_path / "a", id=extra["id"].to_numpy(), split=None)
+    train, dev = load_training_rows(DataOptions(labels=str(labels_dir), extra_labels=(str(other),)))
+    assert len(train) == 96 + 112 and len(dev) == 16  # every extra row, dev only from `labels`
+    assert train["id"].is_unique
+    with pytest.raises(DataError, match="more than one pseudo-label run"):
+        load_training_rows(DataOptions(labels=str(labels_dir), extra_labels=(str(labels_dir),)))
+
+
 def test_missing_run_dir_and_shards(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_training_rows(DataOptions(labels=str(tmp_path / "nope")))

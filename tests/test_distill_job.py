@@ -81,6 +81,18 @@ def test_trains_checkpoints_exports_and_resumes(labels_dir, tmp_path, ray_sessio
     assert steps[-1] == 30 and steps == sorted(steps)
 
 
+def test_streaming_student_runs_through_the_job(labels_dir, tmp_path, ray_session):
+    out = tmp_path / "run"
+    options = _options(
+        labels_dir, out, "student=streaming", "train.max_steps=2", "train.eval_every=2"
+    )
+    summary = run(options)
+    assert summary["steps"] == 2 and 0.0 <= summary["best_dev_wer"]
+    model = audiodistill.load_model(out / "model")
+    assert model.tokenizer.vocab_size == 29 and model.model.config.chunk_ms == 320
+    assert isinstance(model.transcribe([np.zeros(8000, np.float32)])[0], str)
+
+
 def test_killed_worker_restores_from_checkpoint_and_finishes(labels_dir, tmp_path, ray_session):
     from ray.util.state import list_actors
 

@@ -129,3 +129,20 @@ def test_distillation_loss_trains_the_student(tiny_whisper):
         optimizer.step()
     assert set(parts) == {"loss", "ce", "kd"}
     assert np.isfinite(parts["loss"]) and parts["loss"] < 0.5 * first["loss"]
+
+
+@pytest.mark.parametrize("freeze_encoder, freeze_embeddings", [(True, True), (False, False)])
+def test_build_freezes_what_the_options_say(
+    tiny_whisper, tmp_path, freeze_encoder, freeze_embeddings
+):
+    tiny_whisper.save_pretrained(tmp_path)
+    options = WhisperDistilOptions(
+        teacher=str(tmp_path), freeze_encoder=freeze_encoder, freeze_embeddings=freeze_embeddings
+    )
+    student = WhisperDistilTask(options).build()
+    decoder = student.model.decoder
+    assert len(decoder.layers) == 2 and student.config.student == "whisper-distil"
+    encoder_layers = student.model.encoder.layers  # (its position table is fixed anyway)
+    assert all(p.requires_grad != freeze_encoder for p in encoder_layers.parameters())
+    assert decoder.embed_tokens.weight.requires_grad != freeze_embeddings
+    assert all(p.requires_grad for p in decoder.layers.parameters())

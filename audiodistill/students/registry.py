@@ -14,7 +14,7 @@ from typing import Any
 from audiodistill.config import ConfigError
 from audiodistill.distill import DistillOptions, StudentTask
 
-STUDENTS = ("whisper-distil", "fake")  # kinds build_task knows
+STUDENTS = ("streaming", "whisper-distil", "fake")  # kinds build_task knows
 
 
 def build_task(options: DistillOptions) -> StudentTask:
@@ -27,6 +27,10 @@ def build_task(options: DistillOptions) -> StudentTask:
         from audiodistill.students.whisper_distil import WhisperDistilTask
 
         return WhisperDistilTask(options.whisper_distil)
+    if options.student == "streaming":
+        from audiodistill.students.streaming_task import StreamingTask
+
+        return StreamingTask(options.streaming)
     raise ConfigError(f"student: unknown kind {options.student!r} (known: {', '.join(STUDENTS)})")
 
 
@@ -44,4 +48,8 @@ def load_model(path: str | Path) -> Any:
         from audiodistill.students.whisper_distil import WhisperDistilModel
 
         return WhisperDistilModel(path)
+    if kind == "streaming":
+        from audiodistill.students.streaming import load_student
+
+        return load_student(path)
     raise ValueError(f"{config_path}: unknown student kind {kind!r} (known: {', '.join(STUDENTS)})")

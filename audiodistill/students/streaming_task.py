@@ -1,0 +1,134 @@
+"""The `streaming` student as a StudentTask: CTC on the characters of the pseudo-label text.
+
+The tokenizer is the fixed English character set of tokenizer.py (blank, space, a-z,
+apostrophe), not one learned from the labels: every Ray worker, and every export, then holds
+the identical vocabulary without anything being passed around. `check` runs on the driver
+before any worker starts and rejects labels whose letters that set cannot spell.
+
+Only CTC on the pseudo-label text is trained: the pseudo-label shards hold no teacher encoder
+states, so streaming.feature_matching_loss has nothing to match here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiodistill.students.streaming import (
+    STUDENT_KIND,
+    StreamingConfig,
+    StreamingEncoder,
+    batch_loss,
+    collate,
+    sample_chunk_frames,
+    save_student,
+    streaming_s,
+    streaming_xs,
+    transcribe,
+)
+from audiodistill.students.tokenizer import CharTokenizer
+
+SIZES = {"xs": streaming_xs, "s": streaming_s}  # named model builders
+# labels may hold a few letters outside a-z (a foreign name); above this share of all their
+# letters they are in another script or language and the character set cannot learn them
+MAX_UNCOVERED_LETTERS = 0.01
+
+
+@dataclass(frozen=True)
+class StreamingOptions:
+    # model size: "xs" (1.65M parameters, minutes on CPU) or "s" (9.2M, the serving size)
+    size: Literal["xs", "s"] = "xs"
+    # chunk sizes drawn at random per training batch (ms, multiples of 40): one model serves
+    # every latency among them
+    chunk_ms: tuple[int, ...] = (160, 320, 640)
+    # chunk size for dev WER and the export's default inference chunk (ms, multiple of 40)
+    eval_chunk_ms: int = 320
+    # dropout in feed-forward, attention and convolution modules
+    dropout: float = 0.1
+
+
+def model_config(options: StreamingOptions, vocab_size: int) -> StreamingConfig:
+    """The encoder config of `options.size` with the options' chunks, dropout and vocabulary."""
+    return dataclasses.replace(
+        SIZES[options.size](),
+        chunk_ms_choices=tuple(options.chunk_ms),
+        chunk_ms=options.eval_chunk_ms,
+        dropout=options.dropout,
+        vocab_size=vocab_size,
+    )
+
+
+def uncovered_letters(texts: Iterable[str], tokenizer: CharTokenizer) -> tuple[Counter, int]:
+    """(letters the tokenizer cannot spell with their counts, all letters) over `texts`.
+
+    Letters are compared as spoken_form sees them: lower-cased, accents stripped (NFKD).
+    """
+    symbols = set(tokenizer.symbols)
+    missing, letters = Counter(), 0
+    for text in texts:
+        plain = unicodedata.normalize("NFKD", text.lower())
+        for char in plain:
+            if char.isalpha():
+                letters += 1
+                if char not in symbols:
+                    missing[char] += 1
+    return missing, letters
+
+
+class StreamingTask:
+    """Everything the training loop needs to build, train, run and export this student."""
+
+    kind = STUDENT_KIND
+
+    def __init__(self, options: StreamingOptions = StreamingOptions()):
+        self.options = options
+        self.tokenizer = CharTokenizer()
+        self.config = model_config(options, self.tokenizer.vocab_size)  # validates the chunks
+
+    def build(self) -> nn.Module:
+        return StreamingEncoder(self.config)
+
+    def check(self, labels) -> None:
+        if "text" not in labels.columns:
+            raise ValueError("the streaming student trains on a `text` column; the labels lack it")
+        texts = labels["text"].fillna("").astype(str)
+        missing, letters = uncovered_letters(texts, self.tokenizer)
+        share = sum(missing.values()) / max(letters, 1)
+        if share > MAX_UNCOVERED_LETTERS:
+            common = "".join(c for c, _ in missing.most_common(10))
+            raise ValueError(
+                f"{share:.0%} of the label letters ({common!r} ...) are outside the streaming "
+                f"student's character set {''.join(self.tokenizer.symbols)!r}: it cannot "
+                "learn these labels"
+            )
+        if not any(self.tokenizer.encode(t) for t in texts):
+            raise ValueError("every label text is empty after spoken-form normalization")
+
+    def collate(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+        # from torch's generator, which the loop seeds per (seed, rank, step): reproducible,
+        # and a resumed run does not replay the sizes it has already drawn
+        rng = random.Random(int(torch.randint(0, 2**62, ())))
+        batch = collate(rows, self.tokenizer)
+        batch["chunk_frames"] = torch.tensor(sample_chunk_frames(self.config, rng))
+        return batch
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        ctc = batch_loss(model, batch, int(batch["chunk_frames"]))
+        return ctc, {"ctc": float(ctc.detach())}
+
+    def transcribe(self, model: nn.Module, audios: Sequence[np.ndarray]) -> list[str]:
+        module = getattr(model, "module", model)
+        return transcribe(module, self.tokenizer, audios, chunk_ms=self.options.eval_chunk_ms)
+
+    def save(self, model: nn.Module, out_dir: Path) -> None:
+        save_student(getattr(model, "module", model), self.tokenizer, out_dir)

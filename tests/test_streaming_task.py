@@ -1,0 +1,106 @@
+"""The streaming student as a StudentTask: batches, loss, label checks, export, options."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import audiodistill
+from audiodistill.config import ConfigError, load_config
+from audiodistill.distill import DistillOptions, TrainOptions, make_optimizer, train_step
+from audiodistill.students.registry import build_task
+from audiodistill.students.streaming import StreamingStudent, count_parameters
+from audiodistill.students.streaming_task import StreamingOptions, StreamingTask
+
+CONFIGS = Path(__file__).parent.parent / "configs" / "distill"
+
+
+@pytest.fixture(scope="module")
+def rows(speech):
+    sentences, clips = speech
+    return [
+        {"id": str(i), "audio": clip, "duration": len(clip) / 16_000, "text": text}
+        for i, (text, clip) in enumerate(zip(sentences, clips, strict=True))
+    ]
+
+
+def test_collate_draws_the_configured_chunk_sizes(rows):
+    task = StreamingTask(StreamingOptions(chunk_ms=(160, 640)))
+    batch = task.collate(rows[:3])
+    assert batch["features"].shape[0] == 3 and batch["features"].shape[2] == 80
+    assert batch["targets"][0, : batch["target_lengths"][0]].tolist() == task.tokenizer.encode(
+        rows[0]["text"]
+    )
+    torch.manual_seed(0)
+    drawn = {int(task.collate(rows[:1])["chunk_frames"]) for _ in range(20)}
+    assert drawn == {16, 64}  # feature frames (10 ms) in 160 and 640 ms
+
+
+def test_train_steps_reduce_the_ctc_loss(rows):
+    torch.manual_seed(0)
+    task = StreamingTask(StreamingOptions(dropout=0.0))
+    model = task.build()
+    optimizer, scheduler = make_optimizer(model, TrainOptions(lr=1e-3, warmup_steps=1))
+    batch = task.collate(rows[:2])
+    first = train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
+    assert all(p.grad is not None for p in model.parameters())
+    for _ in range(6):
+        last = train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
+    assert last["skipped"] == 0.0 and last["loss"] < 0.8 * first["loss"]
+    assert set(first) >= {"loss", "ctc", "grad_norm"}
+
+
+def test_check_rejects_labels_the_character_set_cannot_learn():
+    task = StreamingTask()
+    task.check(pd.DataFrame({"text": ["Set a timer for 10 minutes.", "Café at 7:30 am"]}))
+    with pytest.raises(ValueError, match="lack it"):
+        task.check(pd.DataFrame({"token_ids": [[1, 2]]}))
+    with pytest.raises(ValueError, match="outside the streaming student's character set"):
+        task.check(pd.DataFrame({"text": ["Привет, как дела?", "hello"]}))
+    with pytest.raises(ValueError, match="empty"):
+        task.check(pd.DataFrame({"text": ["", "?!", None]}))
+
+
+def test_export_loads_through_the_registry_with_the_same_transcripts(rows, tmp_path):
+    task = StreamingTask(StreamingOptions(eval_chunk_ms=640))
+    torch.manual_seed(0)
+    model = task.build().eval()
+    nn.init.normal_(model.head.weight, std=3.0)  # a random head that emits many characters
+    audios = [r["audio"] for r in rows[:2]]
+    expected = task.transcribe(model, audios)
+    assert all(len(t) > 5 for t in expected)
+    task.save(model, tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["student"] == "streaming" and config["config"]["chunk_ms"] == 640
+    assert (tmp_path / "model" / "tokenizer.json").is_file()
+    loaded = audiodistill.load_model(tmp_path / "model")
+    assert isinstance(loaded, StreamingStudent)
+    assert loaded.transcribe(audios) == expected  # the export's default chunk is eval_chunk_ms
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_distill_config_loads(path):
+    options = load_config(DistillOptions, path)
+    task = build_task(options)
+    assert task.kind == options.student
+
+
+def test_streaming_configs_sizes():
+    xs = build_task(load_config(DistillOptions, CONFIGS / "streaming.yaml"))
+    s = build_task(load_config(DistillOptions, CONFIGS / "streaming_long.yaml"))
+    assert count_parameters(xs.build()) < 2_000_000 < count_parameters(s.build()) < 10_000_000
+
+
+def test_bad_streaming_options_are_rejected():
+    with pytest.raises(ConfigError, match="streaming.size must be one of"):
+        load_config(DistillOptions, None, ["streaming.size=m"])
+    with pytest.raises(ConfigError, match="unknown key streaming.chunks"):
+        load_config(DistillOptions, None, ["streaming.chunks=[160]"])
+    with pytest.raises(ConfigError, match=r"streaming.chunk_ms\[0\] must be int"):
+        load_config(DistillOptions, None, ["streaming.chunk_ms=[fast]"])
+    options = load_config(DistillOptions, None, ["streaming.chunk_ms=[100]"])
+    with pytest.raises(ValueError, match="not a multiple of 40 ms"):
+        build_task(options)
