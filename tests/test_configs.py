@@ -4,30 +4,18 @@ from pathlib import Path
 
 import pytest
 
+from audiodistill.cli import COMMANDS
+from audiodistill.cli import _options_class as options_class
 from audiodistill.config import load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _options_class(path: Path):
-    stage = path.parent.name if path.parent != CONFIGS else path.stem
-    if stage == "synth":
-        from audiodistill.synth.corpus import SynthOptions
-
-        return SynthOptions
-    if stage == "pseudo_label":
-        from audiodistill.labelling import PseudoLabelOptions
-
-        return PseudoLabelOptions
-    if stage == "distill":
-        from audiodistill.distill import DistillOptions
-
-        return DistillOptions
-    if stage == "quickstart":
-        from pipelines.quickstart import QuickstartOptions
-
-        return QuickstartOptions
-    raise AssertionError(f"{path}: no options class known for configs/{stage}; add it here")
+    """configs/<stage>/x.yaml (or configs/<stage>.yaml) holds options of command <stage>."""
+    stage = (path.parent.name if path.parent != CONFIGS else path.stem).replace("_", "-")
+    assert stage in COMMANDS, f"{path}: no command {stage!r} takes this config"
+    return options_class(stage)
 
 
 @pytest.mark.parametrize(
