@@ -81,6 +81,7 @@ def test_trains_checkpoints_exports_and_resumes(labels_dir, tmp_path, ray_sessio
     assert steps[-1] == 30 and steps == sorted(steps)
 
 
+@pytest.mark.slow  # ~25 s on 2 busy cores, nearly all of it Ray Train's start-up
 def test_streaming_student_runs_through_the_job(labels_dir, tmp_path, ray_session):
     out = tmp_path / "run"
     options = _options(
