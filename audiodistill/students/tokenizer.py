@@ -18,6 +18,8 @@ from pathlib import Path
 
 from num2words import num2words
 
+from audiodistill.spoken import spoken_clock
+
 BLANK = 0  # CTC blank id
 SYMBOLS = ("", " ", *"abcdefghijklmnopqrstuvwxyz", "'")  # id -> character; "" is the blank
 TOKENIZER_TYPE = "char"
@@ -93,13 +95,7 @@ def _money(match: re.Match) -> str:
 
 def _time(match: re.Match) -> str:
     hour, minute, suffix = int(match.group(1)), int(match.group(2)), match.group(3)
-    if minute == 0:
-        spoken = _words(hour) if suffix else f"{_words(hour)} o'clock"
-    elif minute < 10:
-        spoken = f"{_words(hour)} oh {_words(minute)}"
-    else:
-        spoken = f"{_words(hour)} {_words(minute)}"
-    return f" {spoken} {suffix or ''} "
+    return f" {spoken_clock(hour, minute, suffix or '')} {suffix or ''} "
 
 
 def _ordinal(match: re.Match) -> str:

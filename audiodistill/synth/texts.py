@@ -20,6 +20,8 @@ from faker.providers.lorem.en_US import Provider as _Lorem
 from faker.providers.person.en_US import Provider as _Person
 from num2words import num2words
 
+from audiodistill.spoken import spoken_clock
+
 # faker entries with digits, commas or brackets would read badly
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z ]*")
 
@@ -118,12 +120,7 @@ def phone_number(rng: random.Random) -> Slot:
 def clock_time(rng: random.Random) -> Slot:
     hour, minute = rng.randint(1, 12), rng.choice((0, 15, 30, 45, rng.randint(1, 59)))
     suffix = rng.choice(("am", "pm", ""))
-    if minute == 0:
-        spoken = say(hour) if suffix else f"{say(hour)} o'clock"
-    elif minute < 10:
-        spoken = f"{say(hour)} oh {say(minute)}"
-    else:
-        spoken = f"{say(hour)} {say(minute)}"
+    spoken = spoken_clock(hour, minute, suffix)
     written = f"{hour}:{minute:02d}"
     if suffix:
         return Slot(f"{written} {suffix}", f"{spoken} {suffix}")
