@@ -49,6 +49,29 @@ def _eval(options) -> None:
     print(f"wrote {options.out}/report.json and report.md")
 
 
+def _export(options) -> None:
+    from audiodistill.export import run
+
+    try:
+        summary = run(options)
+    except (ValueError, FileNotFoundError) as err:  # not a student this export knows
+        print(f"audiodistill export: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+    print(json.dumps(summary, indent=2))
+
+
+def _bench(options) -> None:
+    from audiodistill.bench import run, summary_line
+
+    try:
+        report = run(options)
+    except (ValueError, FileNotFoundError) as err:  # wrong directory for the backend
+        print(f"audiodistill bench: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+    print(json.dumps(report, indent=2))
+    print(summary_line(report))
+
+
 def _quickstart(options) -> None:
     from pipelines.quickstart import run
 
@@ -59,6 +82,24 @@ def _convert_teacher(options) -> None:
     from audiodistill.teachers.convert import convert_ct2_whisper
 
     print(convert_ct2_whisper(options.ct2_dir, options.out))
+
+
+def _serve(options) -> None:
+    import time
+
+    from serve.app import start
+
+    url = start(options)
+    ws = url.replace("http", "ws", 1)
+    print(f"serving {', '.join(options.models)}: {url}/v1/audio/transcriptions, {ws}/v1/stream")
+    while options.blocking:
+        time.sleep(3600)  # Serve runs in Ray's processes; Ctrl-C ends it with this driver
+
+
+def _transcribe(options) -> None:
+    from audiodistill.client import run
+
+    run(options)
 
 
 def _options_class(command: str):
@@ -79,10 +120,26 @@ def _options_class(command: str):
         from audiodistill.evaluation import EvalOptions
 
         return EvalOptions
+    if command == "export":
+        from audiodistill.export import ExportOptions
+
+        return ExportOptions
+    if command == "bench":
+        from audiodistill.bench import BenchOptions  # no torch: runs on an [edge] install
+
+        return BenchOptions
     if command == "quickstart":
         from pipelines.quickstart import QuickstartOptions
 
         return QuickstartOptions
+    if command == "serve":
+        from serve.options import ServeOptions
+
+        return ServeOptions
+    if command == "transcribe":
+        from audiodistill.client import ClientOptions
+
+        return ClientOptions
     from audiodistill.teachers.convert import ConvertOptions
 
     return ConvertOptions
@@ -93,8 +150,12 @@ COMMANDS = {
     "pseudo-label": (_pseudo_label, "label a corpus with a teacher on Ray (resumable)"),
     "distill": (_distill, "distill a student from pseudo-labels on Ray Train (resumable)"),
     "eval": (_eval, "score teacher and students on one manifest: WER, CER, RTF, size"),
+    "export": (_export, "export a streaming student to ONNX (fp32, optionally int8)"),
+    "bench": (_bench, "edge benchmark of one model: RTF, chunk latency, memory, size"),
     "quickstart": (_quickstart, "the main job on embedded defaults: synth, label, report"),
     "convert-teacher": (_convert_teacher, "convert a CTranslate2 Whisper dir to transformers"),
+    "serve": (_serve, "serve models on Ray Serve: WebSocket streaming and OpenAI-style HTTP"),
+    "transcribe": (_transcribe, "send an audio file to a running server (stream or HTTP)"),
 }
 
 
@@ -126,11 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--config", help="YAML options file (overrides apply on top)")
-        if name == "eval":
-            cmd.add_argument("--model", action="append", help="a model to score (repeatable)")
+        if name in ("eval", "serve"):
+            cmd.add_argument("--model", action="append", help="a model (repeatable)")
+        if name == "transcribe":
+            cmd.add_argument("file", help="audio file to transcribe")
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "model", None):
         extra = [*extra, f"models={json.dumps(args.model)}"]  # JSON is a YAML list
+    if getattr(args, "file", None):
+        extra = [*extra, f"file={json.dumps(args.file)}"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # a line per utterance
     try:

@@ -483,6 +483,48 @@ def transcribe(
     return texts
 
 
+def state_arrays(state: StreamingState) -> dict[str, np.ndarray]:
+    """A one-stream state as plain arrays, to carry between processes (batch dim kept)."""
+    return {name: t.cpu().numpy() for name, t in state._asdict().items()}
+
+
+@torch.inference_mode()
+def step_streams(
+    model: StreamingEncoder,
+    chunks: Sequence[np.ndarray],
+    states: Sequence[dict[str, np.ndarray] | None],
+    chunk_frames: int,
+) -> list[tuple[list[int], dict[str, np.ndarray]]]:
+    """Advance independent streams by one chunk of features each ([n, n_mels], n =
+    `chunk_frames` or a stream's shorter last chunk); None starts a stream. Returns each
+    stream's greedy frame ids and new state. Chunks of one length run as one batch, so a
+    server can serve many streams with one forward pass."""
+    results: list = [None] * len(chunks)
+    by_length: dict[int, list[int]] = {}
+    for i, chunk in enumerate(chunks):
+        by_length.setdefault(len(chunk), []).append(i)
+    device = model.device
+    for ids in by_length.values():
+        parts = [_state_tensors(model, states[i], chunk_frames) for i in ids]
+        batch = StreamingState(  # batch dims: 1 for the caches, 0 for the offsets
+            *(torch.cat([p[k] for p in parts], dim=0 if k == 3 else 1) for k in range(4))
+        )
+        features = torch.from_numpy(np.stack([chunks[i] for i in ids])).float().to(device)
+        logits, new = model.step(features, batch)  # logits [B, n // s, V]
+        best = logits.argmax(-1).cpu()
+        for row, i in enumerate(ids):
+            one = StreamingState(new.keys[:, row : row + 1], new.values[:, row : row + 1],
+                                 new.conv[:, row : row + 1], new.offset[row : row + 1])
+            results[i] = (best[row].tolist(), state_arrays(one))
+    return results
+
+
+def _state_tensors(model: StreamingEncoder, arrays: dict | None, chunk_frames: int):
+    if arrays is None:
+        return model.init_state(1, chunk_frames)
+    return StreamingState(**{k: torch.from_numpy(v).to(model.device) for k, v in arrays.items()})
+
+
 def _transcribe_streaming(model, tokenizer, audio: np.ndarray, chunk_ms: int | None) -> str:
     recognizer = StreamingRecognizer(model, tokenizer, chunk_ms)
     piece = STREAM_PIECE_SECONDS * SAMPLE_RATE

@@ -1,0 +1,182 @@
+"""`audiodistill transcribe`: a client for a running server, and the streaming client the
+load benchmark and tests share.
+
+The stream client sends 16 kHz int16 frames (paced at real time with `realtime`), and
+receives events at the same time; every event comes back with its arrival time and with how
+much audio had been sent by then, which is what latency figures are computed from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from audiodistill.audio import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    # audio file to transcribe (any format load_audio reads)
+    file: str = ""
+    # server address: ws://HOST:PORT (streaming) or http://HOST:PORT (either works for both)
+    url: str = "ws://127.0.0.1:8000"
+    # served model id (None: the server's default model)
+    model: str | None = None
+    # send audio at real-time pace, as a microphone would
+    realtime: bool = False
+    # audio per WebSocket frame
+    chunk_ms: int = 100
+    # use the batch HTTP API (POST /v1/audio/transcriptions) instead of streaming
+    http: bool = False
+    # HTTP response format: json, text, verbose_json, srt or vtt
+    response_format: str = "text"
+    # Bearer key (None: the AUDIODISTILL_API_KEY environment variable, if set)
+    api_key: str | None = None
+
+
+@dataclass
+class Received:
+    """One server event with when it arrived and how far the client had sent by then."""
+
+    event: dict
+    at: float  # time.perf_counter() on arrival
+    sent_seconds: float  # audio sent before it arrived
+
+
+@dataclass
+class StreamResult:
+    events: list[Received]
+    end_sent_at: float  # when the end message went out
+    close_code: int | None
+    close_reason: str
+    piece_sent_at: list[tuple[float, float]]  # (audio seconds sent so far, time sent)
+
+    def finals(self) -> list[dict]:
+        return [r.event for r in self.events if r.event["type"] == "final"]
+
+    def text(self) -> str:
+        return " ".join(e["text"] for e in self.finals())
+
+
+def _base(url: str, scheme: str) -> str:
+    for prefix in ("ws://", "wss://", "http://", "https://"):
+        if url.startswith(prefix):
+            secure = prefix in ("wss://", "https://")
+            return f"{scheme}{'s' if secure else ''}://{url[len(prefix) :].rstrip('/')}"
+    raise ValueError(f"url must start with ws://, wss://, http:// or https://, got {url!r}")
+
+
+def _headers(api_key: str | None) -> dict:
+    key = api_key or os.environ.get("AUDIODISTILL_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+async def stream_audio(
+    url: str,
+    audio: np.ndarray,
+    model: str | None = None,
+    realtime: bool = True,
+    chunk_ms: int = 100,
+    api_key: str | None = None,
+    on_event: Callable[[dict], None] | None = None,
+) -> StreamResult:
+    """Stream 16 kHz float32 `audio` to `/v1/stream` and collect every event until done."""
+    import websockets
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    step = SAMPLE_RATE * chunk_ms // 1000
+    sent = {"seconds": 0.0, "end": 0.0}
+    pieces: list[tuple[float, float]] = []
+    events: list[Received] = []
+    ws_url = _base(url, "ws") + "/v1/stream"
+    async with websockets.connect(ws_url, additional_headers=_headers(api_key)) as ws:
+        await ws.send(json.dumps({"type": "config", "model": model, "sample_rate": SAMPLE_RATE}))
+
+        async def send() -> None:
+            start = time.perf_counter()
+            for i in range(0, len(pcm), step):
+                if realtime:  # pace against the clock, not by sleeping per piece
+                    await asyncio.sleep(max(0.0, start + i / SAMPLE_RATE - time.perf_counter()))
+                await ws.send(pcm[i : i + step].tobytes())
+                sent["seconds"] = min(len(pcm), i + step) / SAMPLE_RATE
+                pieces.append((sent["seconds"], time.perf_counter()))
+            await ws.send(json.dumps({"type": "end"}))
+            sent["end"] = time.perf_counter()
+
+        sender = asyncio.create_task(send())
+        try:
+            async for message in ws:
+                received = Received(json.loads(message), time.perf_counter(), sent["seconds"])
+                events.append(received)
+                if on_event:
+                    on_event(received.event)
+                if received.event["type"] in ("done", "error"):
+                    break
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+        await ws.wait_closed()
+        return StreamResult(events, sent["end"], ws.close_code, ws.close_reason or "", pieces)
+
+
+def transcribe_http(options: ClientOptions, data: bytes, name: str) -> str:
+    """POST the file to /v1/audio/transcriptions; the response body as text."""
+    import requests
+
+    fields = {"response_format": options.response_format}
+    if options.model:
+        fields["model"] = options.model
+    response = requests.post(
+        _base(options.url, "http") + "/v1/audio/transcriptions",
+        files={"file": (name, data)},
+        data=fields,
+        headers=_headers(options.api_key),
+        timeout=600,
+    )
+    if response.status_code != 200:
+        raise SystemExit(f"server said {response.status_code}: {response.text}")
+    return response.text
+
+
+def _print_event(event: dict) -> None:
+    if event["type"] == "partial":
+        print(f"\r  ... {event['text'][-100:]}", end="", file=sys.stderr, flush=True)
+    elif event["type"] == "final":
+        print(f"\r[{event['start']:7.2f} - {event['end']:7.2f}] {event['text']}", flush=True)
+    elif event["type"] == "error":
+        print(f"\nerror {event.get('code')}: {event.get('message')}", file=sys.stderr)
+
+
+def run(options: ClientOptions) -> None:
+    """The `transcribe` command."""
+    from pathlib import Path
+
+    from audiodistill.audio import load_audio
+
+    if not options.file:
+        raise SystemExit("audiodistill transcribe: give an audio file")
+    if options.http:
+        print(transcribe_http(options, Path(options.file).read_bytes(), Path(options.file).name))
+        return
+    audio = load_audio(options.file)
+    result = asyncio.run(
+        stream_audio(
+            options.url,
+            audio,
+            options.model,
+            options.realtime,
+            options.chunk_ms,
+            options.api_key,
+            _print_event,
+        )
+    )
+    if result.close_code not in (1000, None):
+        raise SystemExit(f"stream closed with {result.close_code}: {result.close_reason}")

@@ -1,0 +1,233 @@
+"""Online recognition: audio arrives in pieces, text comes back as it firms up.
+
+An `OnlineSession` cuts a live stream into segments with voice-activity detection and
+reports `partial` events (text of the open segment, may still change) and `final` events
+(a closed segment's text with its times, never revised). What turns audio into text is an
+`Engine`:
+
+- `CtcEngine` for the streaming student: runs natively chunk by chunk, carrying the
+  encoder state; the partial text is the greedy CTC path so far.
+- `LocalAgreementEngine` for Whisper-type models, which only transcribe whole clips: it
+  re-transcribes the open segment's growing buffer every `decode_every_s` and shows the
+  words that two consecutive hypotheses agree on first (the LocalAgreement-2 policy of
+  Machacek et al., 2023, "Turning Whisper into Real-Time Transcription System").
+
+Engines take their model as an async callable, so the same session code runs in-process
+(tests, the CLI) or against a remote model server (Ray Serve), where many streams' calls
+are batched together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from audiodistill.audio import SAMPLE_RATE
+from audiodistill.vad import EnergyVad, VadOptions
+
+# features [n, n_mels] and a stream state (None: new stream) -> frame ids, new state
+StepFn = Callable[[np.ndarray, dict | None], Awaitable[tuple[list[int], dict]]]
+TranscribeFn = Callable[[np.ndarray], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class OnlineOptions:
+    # endpointing: what counts as speech and how long a pause closes a segment
+    vad: VadOptions = VadOptions()
+    # LocalAgreement engines re-transcribe the open segment after this much new audio
+    decode_every_s: float = 1.0
+    # a segment is closed after this long even without a pause (Whisper hears 30 s at most)
+    max_segment_s: float = 25.0
+    # an open segment with no speech for this long is discarded (silence never gives text)
+    idle_drop_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.decode_every_s <= 0 or self.max_segment_s <= 0 or self.idle_drop_s <= 0:
+            raise ValueError("decode_every_s, max_segment_s and idle_drop_s must be > 0")
+
+
+@dataclass
+class Event:
+    """What a session reports. Times are seconds of stream audio from its start."""
+
+    type: str  # "partial" (may change) or "final" (never revised)
+    text: str
+    start: float  # the segment's start
+    end: float  # partial: audio received so far; final: the end of the segment's speech
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "text": self.text, "start": self.start, "end": self.end}
+
+
+class Engine(Protocol):
+    async def accept(self, pcm: np.ndarray, speech: bool) -> str:
+        """Take 16 kHz float32 samples; return the open segment's text so far. `speech`
+        says whether the segment has had speech yet (an engine may skip work until then)."""
+
+    async def end_segment(self, flush: bool) -> str:
+        """The open segment's final text; the next `accept` opens a new segment. `flush`:
+        the stream has ended, use every sample held back."""
+
+    async def drop_segment(self) -> None:
+        """Forget the open segment's text (it had no speech)."""
+
+
+class CtcEngine:
+    """A streaming CTC student run chunk by chunk through `step`."""
+
+    def __init__(self, step: StepFn, symbols: Sequence[str], chunk_frames: int):
+        from audiodistill.students.features import N_MELS, FeatureStreamer
+        from audiodistill.students.tokenizer import CharTokenizer
+
+        self._step = step
+        self._tokenizer = CharTokenizer(symbols)
+        self._chunk_frames = chunk_frames
+        self._features = FeatureStreamer()
+        self._pending = np.zeros((0, N_MELS), dtype=np.float32)  # [n, n_mels] not yet run
+        self._state: dict | None = None
+        self._ids: list[int] = []  # greedy frame ids of the open segment
+
+    async def accept(self, pcm: np.ndarray, speech: bool) -> str:
+        self._pending = np.concatenate([self._pending, self._features.accept(pcm).numpy()])
+        while len(self._pending) >= self._chunk_frames:
+            await self._run(self._pending[: self._chunk_frames])
+            self._pending = self._pending[self._chunk_frames :]
+        return self._tokenizer.greedy(self._ids)
+
+    async def end_segment(self, flush: bool) -> str:
+        if flush and len(self._pending):  # the stream's last, shorter chunk
+            await self._run(self._pending)
+            self._pending = self._pending[:0]
+        text, self._ids = self._tokenizer.greedy(self._ids), []
+        return text
+
+    async def drop_segment(self) -> None:
+        self._ids = []
+
+    async def _run(self, features: np.ndarray) -> None:
+        ids, self._state = await self._step(features, self._state)
+        self._ids.extend(ids)
+
+
+def agreed_prefix(a: Sequence[str], b: Sequence[str]) -> list[str]:
+    """The longest common prefix of two word sequences."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return list(a[:n])
+
+
+class LocalAgreementEngine:
+    """A whole-clip transcriber streamed by re-decoding a growing buffer (LocalAgreement-2).
+
+    Words are committed once two consecutive hypotheses agree on them; the partial text is
+    the committed words followed by the newest hypothesis's unconfirmed rest. The final text
+    is one transcription of the whole segment, so it equals the offline transcript of the
+    same audio.
+    """
+
+    def __init__(self, transcribe: TranscribeFn, decode_every_s: float = 1.0):
+        self._transcribe = transcribe
+        self._decode_every = int(decode_every_s * SAMPLE_RATE)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pieces: list[np.ndarray] = []
+        self._undecoded = 0  # samples received since the last decode
+        self._previous: list[str] = []  # the last hypothesis, in words
+        self._committed: list[str] = []
+
+    async def accept(self, pcm: np.ndarray, speech: bool) -> str:
+        self._pieces.append(np.asarray(pcm, dtype=np.float32))
+        self._undecoded += len(pcm)
+        if speech and self._undecoded >= self._decode_every:
+            self._undecoded = 0
+            words = (await self._transcribe(np.concatenate(self._pieces))).split()
+            agreed = agreed_prefix(self._previous, words)
+            if len(agreed) > len(self._committed) and agreed[: len(self._committed)] == (
+                self._committed
+            ):
+                self._committed = agreed
+            self._previous = words
+        return " ".join([*self._committed, *self._previous[len(self._committed) :]])
+
+    async def end_segment(self, flush: bool) -> str:
+        audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.float32)
+        self._reset()
+        return (await self._transcribe(audio)).strip() if len(audio) else ""
+
+    async def drop_segment(self) -> None:
+        self._reset()
+
+
+class OnlineSession:
+    """One live stream: VAD segmentation around an engine, producing partial/final events."""
+
+    def __init__(self, engine: Engine, options: OnlineOptions = OnlineOptions()):
+        self.engine = engine
+        self.options = options
+        self._vad = EnergyVad(options.vad)
+        self._frame = options.vad.frame_samples
+        self._min_speech = -(-options.vad.min_speech_ms // options.vad.frame_ms)  # frames
+        self._min_silence = options.vad.min_silence_ms // options.vad.frame_ms  # frames
+        self.samples = 0  # stream samples received
+        self._vad_frames = 0  # VAD frames decided so far
+        self._open_segment(0)
+
+    def _open_segment(self, start: int) -> None:
+        self._start = start  # sample where the open segment begins
+        self._speech_frames = 0
+        self._silence_run = 0  # non-speech frames since the last speech frame
+        self._speech_end = start  # sample after the last speech frame
+        self._partial = ""
+
+    @property
+    def _has_speech(self) -> bool:
+        return self._speech_frames >= self._min_speech
+
+    async def accept(self, pcm: np.ndarray) -> list[Event]:
+        """Feed 16 kHz float32 samples (any count); return the events they caused."""
+        for speech in self._vad.accept(pcm):
+            self._vad_frames += 1
+            if speech:
+                self._speech_frames += 1
+                self._silence_run = 0
+                self._speech_end = self._vad_frames * self._frame
+            else:
+                self._silence_run += 1
+        self.samples += len(pcm)
+        text = await self.engine.accept(pcm, self._has_speech)
+        open_s = (self.samples - self._start) / SAMPLE_RATE
+        if self._has_speech and (
+            self._silence_run >= self._min_silence or open_s >= self.options.max_segment_s
+        ):
+            return await self._close(flush=False)
+        if not self._has_speech and open_s >= self.options.idle_drop_s:
+            await self.engine.drop_segment()
+            self._open_segment(self.samples)
+            return []
+        if self._has_speech and text and text != self._partial:
+            self._partial = text
+            return [Event("partial", text, self._seconds(self._start), self._seconds())]
+        return []
+
+    async def finish(self) -> list[Event]:
+        """The stream has ended: the last segment's final event, if it had speech."""
+        if self._has_speech:
+            return await self._close(flush=True)
+        await self.engine.end_segment(flush=True)
+        return []
+
+    async def _close(self, flush: bool) -> list[Event]:
+        text = await self.engine.end_segment(flush)
+        start, end = self._seconds(self._start), self._seconds(max(self._speech_end, self._start))
+        if self._silence_run < self._min_silence:  # closed mid-speech: it ends now
+            end = self._seconds()
+        self._open_segment(self.samples)
+        return [Event("final", text, start, end)] if text else []
+
+    def _seconds(self, samples: int | None = None) -> float:
+        return round((self.samples if samples is None else samples) / SAMPLE_RATE, 3)

@@ -1,0 +1,94 @@
+"""A model loaded for serving: whole-clip transcription for every kind, and chunk steps for
+streaming students. Plain Python (no Ray): the Serve deployment in `serve/` wraps one.
+
+Stateless by design: a streaming student's per-stream state travels with each `step` call
+(a few hundred KB), so any replica can serve any chunk of any stream, and replicas can be
+added or removed without losing streams.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a client (and the gateway) needs to know about a served model."""
+
+    id: str  # the name requests use
+    kind: str  # teacher backend or student kind
+    streaming: bool  # decodes natively chunk by chunk (else LocalAgreement over a buffer)
+    parameters: int
+    symbols: tuple[str, ...] = ()  # streaming: the CTC vocabulary, id -> character
+    chunk_frames: int = 0  # streaming: 10 ms feature frames per chunk
+    language: str = "en"  # the only language the bundled models know
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_id(spec: str) -> str:
+    """The name a model is served under: "teacher:ct2" -> "teacher-ct2"; a directory -> its
+    name (its parent's, for an export saved as .../model)."""
+    if spec.startswith("teacher:"):
+        return spec.replace(":", "-")
+    path = Path(spec.rstrip("/"))
+    return path.parent.name if path.name == "model" else path.name
+
+
+def _is_streaming_student(spec: str) -> bool:
+    config = Path(spec) / "config.json"
+    if spec.startswith("teacher:") or not config.is_file():
+        return False
+    return json.loads(config.read_text()).get("student") == "streaming"
+
+
+class ServedModel:
+    """One model, loaded once per replica, with `threads` CPU threads for inference."""
+
+    def __init__(self, spec: str, threads: int = 1, chunk_ms: int | None = None):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.student = None
+        if _is_streaming_student(spec):
+            from audiodistill.students.streaming import frames_per_chunk, load_student
+
+            self.student = load_student(spec)
+            self.chunk_frames = frames_per_chunk(self.student.model.config, chunk_ms)
+            self._transcribe = self.student.transcribe
+            parameters = sum(p.numel() for p in self.student.model.parameters())
+            kind, symbols = "streaming", tuple(self.student.tokenizer.symbols)
+        else:
+            from audiodistill.evaluation import load_eval_model
+
+            loaded = load_eval_model(spec, threads=threads)
+            self.chunk_frames, self._transcribe = 0, loaded.transcribe
+            kind, parameters, symbols = loaded.kind, loaded.parameters, ()
+        self.info = ModelInfo(
+            id=model_id(spec),
+            kind=kind,
+            streaming=self.student is not None,
+            parameters=parameters,
+            symbols=symbols,
+            chunk_frames=self.chunk_frames,
+        )
+
+    def transcribe(self, audios: Sequence[np.ndarray]) -> list[str]:
+        """Texts of whole 16 kHz clips (batched where the model batches)."""
+        return [t.strip() for t in self._transcribe(list(audios))]
+
+    def step(
+        self, chunks: Sequence[np.ndarray], states: Sequence[dict | None]
+    ) -> list[tuple[list[int], dict]]:
+        """One feature chunk of each of several streams (streaming students only)."""
+        from audiodistill.students.streaming import step_streams
+
+        if self.student is None:
+            raise ValueError(f"{self.info.id} is not a streaming model")
+        return step_streams(self.student.model, chunks, states, self.chunk_frames)

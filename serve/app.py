@@ -1,0 +1,424 @@
+"""The Ray Serve application: a FastAPI gateway in front of one deployment per model.
+
+    client --HTTP/WebSocket--> Serve proxy --> Gateway (validation, sessions, metrics)
+                                                  |-- handle --> ModelDeployment "m1" (batched)
+                                                  '-- handle --> ModelDeployment "m2" (batched)
+
+The gateway owns everything per-client: request validation, live-stream sessions
+(audiodistill.online), limits and metrics. Model deployments are stateless and batch across
+requests and streams with `@serve.batch`: whole clips for `transcribe`, one feature chunk
+per stream for `step`. Heavy libraries load in the deployments' constructors.
+"""
+
+# no `from __future__ import annotations`: FastAPI must see real types on the ingress methods
+import asyncio
+import logging
+import os
+import time
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from audiodistill.audio import SAMPLE_RATE, AudioError, load_audio
+from audiodistill.online import CtcEngine, LocalAgreementEngine, OnlineSession
+from audiodistill.serving import ModelInfo, model_id
+from audiodistill.vad import speech_regions
+from serve import formats
+from serve.metrics import GatewayMetrics
+from serve.options import DeploymentOptions, ServeOptions
+from serve.protocol import (
+    CLOSE_BUSY,
+    CLOSE_INTERNAL,
+    CLOSE_INVALID,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED,
+    PcmDecoder,
+    ProtocolError,
+    event,
+    parse_config,
+    parse_control,
+)
+
+logger = logging.getLogger(__name__)
+API_KEY_ENV = "AUDIODISTILL_API_KEY"
+
+
+@serve.deployment
+class ModelDeployment:
+    """One served model. Batched methods run in a worker thread, so the next batch can
+    gather while this one computes."""
+
+    def __init__(self, spec: str, options: DeploymentOptions):
+        from audiodistill.serving import ServedModel
+
+        self.model = ServedModel(spec, options.threads, options.chunk_ms)
+        for method in (self.transcribe, self.step):
+            method.set_max_batch_size(options.max_batch_size)
+            method.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
+
+    def info(self) -> dict:
+        return self.model.info.to_dict()
+
+    @serve.batch
+    async def transcribe(self, audios: list[np.ndarray]) -> list[str]:
+        return await asyncio.to_thread(self.model.transcribe, audios)
+
+    @serve.batch
+    async def step(self, chunks: list[np.ndarray], states: list[dict | None]) -> list[tuple]:
+        return await asyncio.to_thread(self.model.step, chunks, states)
+
+
+class ApiError(Exception):
+    """An HTTP error with OpenAI's error body."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+app = FastAPI(title="audiodistill", description="Streaming and batch speech recognition")
+
+
+@app.exception_handler(ApiError)
+async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+    return JSONResponse(formats.error_body(err.message, err.code, err.param), err.status)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+    first = err.errors()[0]
+    param = str(first["loc"][-1]) if first.get("loc") else None
+    return JSONResponse(
+        formats.error_body(f"{param}: {first['msg']}", "invalid_request", param), 400
+    )
+
+
+@serve.deployment
+@serve.ingress(app)
+class Gateway:
+    def __init__(self, models: dict[str, DeploymentHandle], options: ServeOptions):
+        self.models = models
+        self.default_model = next(iter(models))
+        self.options = options
+        self.limits = options.limits
+        self.api_key = options.api_key or os.environ.get(API_KEY_ENV) or None
+        self.metrics = GatewayMetrics()
+        self._infos: dict[str, ModelInfo] = {}
+        self._streams = 0
+
+    async def _model(self, name: str | None) -> tuple[DeploymentHandle, ModelInfo]:
+        name = name or self.default_model
+        if name not in self.models:
+            known = ", ".join(self.models)
+            raise ApiError(
+                404, f"model {name!r} is not served (served: {known})", "model_not_found", "model"
+            )
+        if name not in self._infos:
+            self._infos[name] = ModelInfo(**await self.models[name].info.remote())
+        return self.models[name], self._infos[name]
+
+    def _authorized(self, headers, query=None) -> bool:
+        if self.api_key is None:
+            return True
+        bearer = headers.get("authorization", "")
+        given = bearer[7:] if bearer.lower().startswith("bearer ") else (query or {}).get("api_key")
+        return given == self.api_key
+
+    def _require_key(self, request: Request) -> None:
+        if not self._authorized(request.headers):
+            raise ApiError(
+                401, "missing or wrong API key (Authorization: Bearer KEY)", "invalid_api_key"
+            )
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok", "models": list(self.models), "active_streams": self._streams}
+
+    @app.get("/metrics")
+    async def metrics(self) -> Response:
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def list_models(self, request: Request) -> dict:
+        self._require_key(request)
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "audiodistill"}
+            for m in self.models
+        ]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(
+        self,
+        request: Request,
+        file: UploadFile = File(...),
+        model: str | None = Form(None),
+        language: str | None = Form(None),
+        prompt: str | None = Form(None),
+        response_format: str = Form("json"),
+        stream: bool = Form(False),
+    ) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await self._transcribe_upload(
+                request, file, model, language, response_format, stream
+            )
+        except ApiError as err:
+            self.metrics.requests.labels("transcriptions", str(err.status)).inc()
+            self.metrics.errors.labels("transcriptions", err.code).inc()
+            raise
+        self.metrics.requests.labels("transcriptions", "200").inc()
+        self.metrics.latency.labels(model or self.default_model).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    async def _transcribe_upload(self, request, file, model, language, response_format, stream):
+        self._require_key(request)
+        if response_format not in formats.RESPONSE_FORMATS:
+            allowed = ", ".join(formats.RESPONSE_FORMATS)
+            raise ApiError(
+                400, f"response_format must be one of {allowed}", "invalid_value", "response_format"
+            )
+        handle, info = await self._model(model)
+        if language not in (None, "", info.language):
+            raise ApiError(
+                400,
+                f"model {info.id!r} transcribes {info.language!r} only",
+                "unsupported_language",
+                "language",
+            )
+        audio = await self._read_audio(file)
+        self.metrics.audio_seconds.labels(info.id, "transcriptions").inc(len(audio) / SAMPLE_RATE)
+        if stream:
+            return StreamingResponse(self._sse(handle, audio), media_type="text/event-stream")
+        if response_format in formats.SEGMENTED_FORMATS:
+            segments = await self._segments(handle, audio)
+            duration = len(audio) / SAMPLE_RATE
+            if response_format == "verbose_json":
+                return JSONResponse(formats.verbose_json(segments, duration, info.language))
+            render = formats.srt if response_format == "srt" else formats.vtt
+            return PlainTextResponse(render(segments))
+        text = await handle.transcribe.remote(audio)
+        return (
+            PlainTextResponse(text) if response_format == "text" else JSONResponse({"text": text})
+        )
+
+    async def _read_audio(self, file: UploadFile) -> np.ndarray:
+        limit = int(self.limits.max_upload_mb * 1_000_000)
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(
+                413,
+                f"file is over the {self.limits.max_upload_mb:g} MB limit",
+                "file_too_large",
+                "file",
+            )
+        if not data:
+            raise ApiError(400, "file is empty", "invalid_file", "file")
+        try:
+            return await asyncio.to_thread(load_audio, data)
+        except AudioError as err:
+            raise ApiError(
+                400, f"could not read the audio file: {err}", "invalid_file", "file"
+            ) from err
+
+    async def _segments(self, handle, audio: np.ndarray) -> list[formats.Segment]:
+        """Speech regions found by the VAD, transcribed concurrently (so batched)."""
+        regions = speech_regions(audio, self.options.online.vad)
+        texts = await asyncio.gather(*(handle.transcribe.remote(audio[a:b]) for a, b in regions))
+        return [
+            formats.Segment(a / SAMPLE_RATE, b / SAMPLE_RATE, text)
+            for (a, b), text in zip(regions, texts, strict=True)
+            if text
+        ]
+
+    async def _sse(self, handle, audio: np.ndarray):
+        """OpenAI's transcription stream: one delta per speech region as it is transcribed."""
+        import json
+
+        texts = []
+        for a, b in speech_regions(audio, self.options.online.vad):
+            text = await handle.transcribe.remote(audio[a:b])
+            if text:
+                delta = text if not texts else " " + text
+                texts.append(text)
+                yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta})}\n\n"
+        done = {"type": "transcript.text.done", "text": " ".join(texts)}
+        yield f"data: {json.dumps(done)}\n\n"
+
+    @app.websocket("/v1/stream")
+    async def stream(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self._streams += 1
+        self.metrics.active_streams.inc()
+        status = "ok"
+        try:
+            await self._serve_stream(ws)
+        except ProtocolError as err:
+            status = str(err.code)
+            await self._close(ws, err.code, err.reason, send_error=err.code != CLOSE_POLICY)
+        except WebSocketDisconnect:
+            status = "disconnect"
+        except Exception:  # a server bug must end this stream only, never the replica
+            logger.exception("stream failed")
+            status = str(CLOSE_INTERNAL)
+            await self._close(ws, CLOSE_INTERNAL, "internal error", send_error=True)
+        finally:
+            self._streams -= 1
+            self.metrics.active_streams.dec()
+            self.metrics.requests.labels("stream", status).inc()
+            if status not in ("ok", "disconnect"):
+                self.metrics.errors.labels("stream", status).inc()
+
+    async def _close(self, ws: WebSocket, code: int, reason: str, send_error: bool) -> None:
+        if ws.client_state != WebSocketState.CONNECTED:
+            return
+        try:
+            if send_error:
+                await asyncio.wait_for(
+                    ws.send_json(event("error", code=code, message=reason)),
+                    self.limits.send_timeout_s,
+                )
+            await ws.close(code, reason)
+        except (WebSocketDisconnect, RuntimeError, asyncio.TimeoutError):
+            pass  # the client is gone already
+
+    async def _receive(self, ws: WebSocket) -> dict:
+        try:
+            message = await asyncio.wait_for(ws.receive(), self.limits.idle_timeout_s)
+        except asyncio.TimeoutError as err:
+            raise ProtocolError(CLOSE_POLICY, f"idle for {self.limits.idle_timeout_s:g} s") from err
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1005))
+        return message
+
+    async def _send(self, ws: WebSocket, payload: dict) -> None:
+        try:
+            await asyncio.wait_for(ws.send_json(payload), self.limits.send_timeout_s)
+        except asyncio.TimeoutError as err:
+            raise ProtocolError(CLOSE_POLICY, "client is not reading events") from err
+
+    async def _serve_stream(self, ws: WebSocket) -> None:
+        if not self._authorized(ws.headers, ws.query_params):
+            raise ProtocolError(CLOSE_POLICY, "missing or wrong API key")
+        if self._streams > self.limits.max_streams:
+            raise ProtocolError(
+                CLOSE_BUSY, f"server is at its limit of {self.limits.max_streams} streams"
+            )
+        config = parse_config(await self._receive(ws))
+        try:
+            handle, info = await self._model(config.model)
+        except ApiError as err:
+            raise ProtocolError(CLOSE_INVALID, err.message) from err
+        if config.language not in ("", info.language):
+            raise ProtocolError(
+                CLOSE_INVALID, f"model {info.id!r} transcribes {info.language!r} only"
+            )
+        session = OnlineSession(self._engine(handle, info), self.options.online)
+        decoder = PcmDecoder(config.encoding, config.sample_rate)
+        await self._send(ws, event("ready", model=info.id, streaming=info.streaming))
+        max_samples = self.limits.max_stream_seconds * SAMPLE_RATE
+        while True:
+            message = await self._receive(ws)
+            received = time.perf_counter()
+            if message.get("bytes") is not None:
+                if len(message["bytes"]) > self.limits.max_frame_bytes:
+                    raise ProtocolError(
+                        CLOSE_TOO_BIG, f"frame over {self.limits.max_frame_bytes} bytes"
+                    )
+                pcm = decoder.decode(message["bytes"])
+                if session.samples + len(pcm) > max_samples:
+                    raise ProtocolError(
+                        CLOSE_POLICY, f"stream over {self.limits.max_stream_seconds:g} s"
+                    )
+                await self._send_events(ws, await session.accept(pcm), info.id, received)
+            elif message.get("text") is not None:
+                parse_control(message["text"])  # "end", or a ProtocolError
+                break
+            else:
+                raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
+        events = await session.accept(decoder.flush()) + await session.finish()
+        await self._send_events(ws, events, info.id, received)
+        seconds = round(session.samples / SAMPLE_RATE, 3)
+        self.metrics.audio_seconds.labels(info.id, "stream").inc(seconds)
+        await self._send(ws, event("done", audio_seconds=seconds))
+        await ws.close(CLOSE_NORMAL, "done")
+
+    async def _send_events(self, ws, events, model: str, arrived: float) -> None:
+        """Send events caused by the message that arrived at `arrived` (perf_counter)."""
+        for e in events:
+            if e.type == "final":
+                self.metrics.final_latency.labels(model).observe(time.perf_counter() - arrived)
+            await self._send(ws, e.to_dict())
+
+    def _engine(self, handle: DeploymentHandle, info: ModelInfo):
+        if info.streaming:
+
+            async def step(features, state):
+                return await handle.step.remote(features, state)
+
+            return CtcEngine(step, info.symbols, info.chunk_frames)
+
+        async def transcribe(audio):
+            return await handle.transcribe.remote(audio)
+
+        return LocalAgreementEngine(transcribe, self.options.online.decode_every_s)
+
+
+def _deployment_options(options: DeploymentOptions) -> dict:
+    scaling = (
+        {
+            "autoscaling_config": {
+                "min_replicas": options.min_replicas,
+                "max_replicas": options.max_replicas,
+                "target_ongoing_requests": options.target_ongoing_requests,
+            }
+        }
+        if options.autoscale
+        else {"num_replicas": options.replicas}
+    )
+    return {
+        **scaling,
+        "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
+        # several full batches may wait in line; the default (5) would cap a batch at 5
+        "max_ongoing_requests": 4 * options.max_batch_size,
+    }
+
+
+def build_app(options: ServeOptions):
+    """The bound application: Gateway + one ModelDeployment per model in options.models."""
+    ids = [model_id(spec) for spec in options.models]
+    if len(set(ids)) != len(ids) or not ids:
+        raise ValueError(f"models must be a non-empty list with distinct names, got {ids}")
+    models = {
+        mid: ModelDeployment.options(
+            name=f"model-{mid}", **_deployment_options(options.deployment)
+        ).bind(spec, options.deployment)
+        for mid, spec in zip(ids, options.models, strict=True)
+    }
+    gateway = Gateway.options(
+        # streams are long-lived requests: each holds one slot for its whole duration
+        max_ongoing_requests=options.limits.max_streams + 100,
+        num_replicas=options.gateway_replicas,
+        ray_actor_options={"num_cpus": options.gateway_cpus},
+    )
+    return gateway.bind(models, options)
+
+
+def start(options: ServeOptions) -> str:
+    """Start (or join, with RAY_ADDRESS) Ray, deploy the app, return its base URL."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    serve.start(http_options={"host": options.host, "port": options.port})
+    serve.run(build_app(options), name=options.name, route_prefix="/")
+    return f"http://{options.host}:{options.port}"

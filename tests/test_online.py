@@ -1,0 +1,167 @@
+"""Live-stream recognition without a server: VAD, sessions, both engines, batched steps."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from audiodistill.audio import SAMPLE_RATE
+from audiodistill.online import (
+    CtcEngine,
+    LocalAgreementEngine,
+    OnlineOptions,
+    OnlineSession,
+    agreed_prefix,
+)
+from audiodistill.students.streaming import load_student, step_streams
+from audiodistill.testing.dummies import save_untrained_streaming_student
+from audiodistill.vad import EnergyVad, VadOptions, speech_regions
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+
+
+def _tone(seconds: float, hz: float = 300.0, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def _pieces(audio: np.ndarray, seed: int = 0):
+    """The clip cut at random points, as a network would deliver it."""
+    rng = np.random.default_rng(seed)
+    start = 0
+    while start < len(audio):
+        size = int(rng.integers(100, 6000))
+        yield audio[start : start + size]
+        start += size
+
+
+async def _run(session: OnlineSession, audio: np.ndarray) -> list:
+    events = []
+    for piece in _pieces(audio):
+        events += await session.accept(piece)
+    return events + await session.finish()
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    return load_student(save_untrained_streaming_student(tmp_path_factory.mktemp("s") / "m"))
+
+
+def _ctc_session(student, options=OnlineOptions()) -> OnlineSession:
+    chunk = 32  # feature frames (320 ms)
+
+    async def step(features, state):
+        return step_streams(student.model, [features], [state], chunk)[0]
+
+    return OnlineSession(CtcEngine(step, student.tokenizer.symbols, chunk), options)
+
+
+def test_vad_labels_tone_as_speech_and_silence_not():
+    vad = EnergyVad()
+    flags = vad.accept(np.concatenate([_silence(0.3), _tone(0.3), _silence(0.3)]))
+    assert flags == [False] * 10 + [True] * 10 + [False] * 10
+
+
+def test_vad_ignores_steady_noise():
+    noise = np.random.default_rng(0).normal(0, 0.003, 3 * SAMPLE_RATE).astype(np.float32)
+    assert not any(EnergyVad().accept(noise))
+
+
+def test_speech_regions_split_only_at_long_pauses():
+    options = VadOptions(min_silence_ms=600)
+    audio = np.concatenate(
+        [_silence(0.3), _tone(0.6), _silence(0.3), _tone(0.6), _silence(1.0), _tone(0.6)]
+    )
+    regions = np.array(speech_regions(audio, options)) / SAMPLE_RATE
+    # the 0.3 s pause does not split; edges are exact to one 30 ms frame
+    np.testing.assert_allclose(regions, [(0.3, 1.8), (2.8, 3.4)], atol=0.03)
+
+
+def test_agreed_prefix():
+    assert agreed_prefix("a b c".split(), "a b d".split()) == ["a", "b"]
+    assert agreed_prefix([], ["a"]) == []
+
+
+def test_batched_steps_equal_one_stream_at_a_time(student):
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(size=(32, 80)).astype(np.float32) for _ in range(3)]
+    alone, state = [], None
+    for chunk in chunks[:2]:
+        ids, state = step_streams(student.model, [chunk], [state], 32)[0]
+        alone.append(ids)
+    # stream A's second chunk batched with a new stream B's first chunk and a short chunk
+    first_a = step_streams(student.model, [chunks[0]], [None], 32)[0]
+    batch = step_streams(
+        student.model, [chunks[1], chunks[2], chunks[2][:12]], [first_a[1], None, None], 32
+    )
+    assert batch[0][0] == alone[1]
+    for key in batch[0][1]:
+        np.testing.assert_allclose(batch[0][1][key], state[key], atol=1e-5)
+    assert batch[1][0] == step_streams(student.model, [chunks[2]], [None], 32)[0][0]
+    assert len(batch[2][0]) == 3  # 12 frames / subsampling 4
+
+
+def test_ctc_final_equals_the_offline_transcript(student, speech):
+    _, clips = speech
+    audio = np.concatenate([_silence(0.2), clips[0]])
+    events = asyncio.run(_run(_ctc_session(student), audio))
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == 1
+    assert finals[0].text == student.transcribe([audio])[0]
+    assert 0.0 <= finals[0].start < finals[0].end <= len(audio) / SAMPLE_RATE
+    partials = [e for e in events if e.type == "partial"]
+    assert partials and all(p.end <= len(audio) / SAMPLE_RATE for p in partials)
+
+
+def test_pauses_close_segments_and_silence_gives_no_text(student, speech):
+    _, clips = speech
+    audio = np.concatenate([clips[0], _silence(1.5), clips[1], _silence(3.0)])
+    events = asyncio.run(_run(_ctc_session(student), audio))
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == 2
+    assert finals[0].end <= finals[1].start
+    assert finals[1].start >= len(clips[0]) / SAMPLE_RATE
+    assert asyncio.run(_run(_ctc_session(student), _silence(5.0))) == []
+
+
+def test_long_speech_is_cut_at_max_segment(student, speech):
+    options = OnlineOptions(max_segment_s=2.0)
+    audio = np.concatenate(speech[1][:3])  # ~6 s, no pause long enough to close a segment
+    events = asyncio.run(_run(_ctc_session(student, options), audio))
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) >= 2
+    assert all(f.end - f.start <= 2.5 for f in finals)
+
+
+def test_local_agreement_commits_only_what_two_hypotheses_agree_on():
+    hypotheses = iter(["the cat", "the cat sat", "the cat sat on", "a dog"])
+
+    async def transcribe(audio):
+        return next(hypotheses)
+
+    engine = LocalAgreementEngine(transcribe, decode_every_s=0.5)
+    piece = _tone(0.5)
+    texts = [asyncio.run(engine.accept(piece, speech=True)) for _ in range(3)]
+    assert texts == ["the cat", "the cat sat", "the cat sat on"]
+    assert engine._committed == ["the", "cat", "sat"]
+    assert asyncio.run(engine.end_segment(flush=True)) == "a dog"  # one decode of it all
+
+
+def test_local_agreement_final_equals_the_offline_teacher(speech):
+    from audiodistill.teachers import TeacherOptions, build_teacher
+
+    teacher = build_teacher(TeacherOptions(backend="ct2", threads=2))
+    calls = []
+
+    async def transcribe(audio):
+        calls.append(len(audio))
+        return teacher.transcribe([audio])[0].text
+
+    _, clips = speech
+    session = OnlineSession(LocalAgreementEngine(transcribe, 1.0))
+    events = asyncio.run(_run(session, clips[1]))
+    finals = [e for e in events if e.type == "final"]
+    assert [f.text for f in finals] == [teacher.transcribe([clips[1]])[0].text.strip()]
+    assert len(calls) >= 2  # partial decodes happened before the final one
