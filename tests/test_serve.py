@@ -1,0 +1,265 @@
+"""The Ray Serve app on loopback: HTTP API (with the official openai SDK), WebSocket
+streams, limits, and bad input while a healthy stream runs beside it."""
+
+import asyncio
+import io
+import json
+import socket
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+
+from audiodistill.audio import SAMPLE_RATE
+
+pytestmark = pytest.mark.integration
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wav(audio: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import ray
+    from ray import serve as ray_serve
+
+    from audiodistill.testing.dummies import save_untrained_streaming_student
+    from serve.app import start
+    from serve.options import LimitOptions, ServeOptions
+
+    student = save_untrained_streaming_student(tmp_path_factory.mktemp("serve") / "tiny-stream")
+    limits = LimitOptions(max_upload_mb=1.0, idle_timeout_s=5.0, send_timeout_s=3.0)
+    options = ServeOptions(
+        models=(student, "teacher:ct2"), port=_free_port(), api_key=KEY, limits=limits,
+        blocking=False,
+    )
+    url = start(options)
+    yield url, student
+    ray_serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def offline(server, speech):
+    """Offline transcripts of the test clip by both served models, computed in-process."""
+    from audiodistill.students.streaming import load_student
+    from audiodistill.teachers import TeacherOptions, build_teacher
+
+    _, clips = speech
+    clip = clips[1]
+    teacher = build_teacher(TeacherOptions(backend="ct2", threads=1))
+    return clip, {
+        "teacher-ct2": teacher.transcribe([clip])[0].text.strip(),
+        "tiny-stream": load_student(server[1]).transcribe([clip])[0],
+    }
+
+
+def _ws(url: str) -> str:
+    return url.replace("http", "ws", 1) + "/v1/stream"
+
+
+async def _exchange(url, messages, headers=AUTH, read_timeout=20.0):
+    """Send `messages` (str or bytes), then read until the server closes; returns
+    (close code, reason, events)."""
+    import websockets
+
+    events = []
+    async with websockets.connect(_ws(url), additional_headers=headers) as ws:
+        try:
+            for message in messages:
+                await ws.send(message)
+            async with asyncio.timeout(read_timeout):
+                async for message in ws:
+                    events.append(json.loads(message))
+        except websockets.ConnectionClosed:
+            pass
+        await ws.wait_closed()
+        return ws.close_code, ws.close_reason, events
+
+
+def _config(**fields) -> str:
+    return json.dumps({"type": "config", **fields})
+
+
+def test_health_models_and_auth(server):
+    url, _ = server
+    assert requests.get(f"{url}/healthz", timeout=10).json()["status"] == "ok"
+    denied = requests.get(f"{url}/v1/models", timeout=10)
+    assert denied.status_code == 401 and "API key" in denied.json()["error"]["message"]
+    models = requests.get(f"{url}/v1/models", headers=AUTH, timeout=10).json()
+    assert [m["id"] for m in models["data"]] == ["tiny-stream", "teacher-ct2"]
+
+
+def test_openai_sdk_works_unchanged(server, offline):
+    import openai
+
+    url, _ = server
+    clip, expected = offline
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY)
+    assert [m.id for m in client.models.list()] == ["tiny-stream", "teacher-ct2"]
+    upload = ("clip.wav", _wav(clip))
+    result = client.audio.transcriptions.create(model="teacher-ct2", file=upload)
+    assert result.text == expected["teacher-ct2"]
+    text = client.audio.transcriptions.create(
+        model="teacher-ct2", file=upload, response_format="text"
+    )
+    assert text.strip() == expected["teacher-ct2"]
+    verbose = client.audio.transcriptions.create(
+        model="teacher-ct2", file=upload, response_format="verbose_json"
+    )
+    assert verbose.segments and verbose.duration == pytest.approx(len(clip) / SAMPLE_RATE, 0.01)
+    srt = client.audio.transcriptions.create(model="teacher-ct2", file=upload, response_format="srt")
+    assert srt.startswith("1\n00:00:0") and "-->" in srt
+    stream = client.audio.transcriptions.create(model="teacher-ct2", file=upload, stream=True)
+    events = list(stream)
+    assert [e.type for e in events][-1] == "transcript.text.done"
+    assert events[-1].text == "".join(e.delta for e in events[:-1])
+    with pytest.raises(openai.BadRequestError, match="could not read the audio"):
+        client.audio.transcriptions.create(model="teacher-ct2", file=("x.wav", b"not audio" * 9))
+    with pytest.raises(openai.NotFoundError, match="not served"):
+        client.audio.transcriptions.create(model="whisper-9", file=upload)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{url}/v1", api_key="wrong").models.list()
+
+
+@pytest.mark.parametrize("model", ["tiny-stream", "teacher-ct2"])
+def test_stream_finals_equal_the_offline_transcript(server, offline, model):
+    from audiodistill.client import stream_audio
+
+    url, _ = server
+    clip, expected = offline
+    result = asyncio.run(stream_audio(url, clip, model, realtime=False, api_key=KEY))
+    assert result.close_code == 1000
+    types = [r.event["type"] for r in result.events]
+    assert types[0] == "ready" and types[-1] == "done" and "partial" in types
+    assert result.text() == expected[model]
+
+
+def test_resampled_float_stream(server, offline):
+    """8 kHz f32le audio is resampled to 16 kHz on the way in."""
+    import soxr
+
+    url, _ = server
+    clip, expected = offline
+    narrow = soxr.resample(clip, SAMPLE_RATE, 8000).astype("<f4")
+    pieces = [narrow[i : i + 999].tobytes() for i in range(0, len(narrow), 999)]
+    config = _config(model="teacher-ct2", sample_rate=8000, encoding="f32le")
+    code, _, events = asyncio.run(_exchange(url, [config, *pieces, '{"type": "end"}']))
+    assert code == 1000
+    finals = " ".join(e["text"] for e in events if e["type"] == "final")
+    assert finals.lower().rstrip(".") == expected["teacher-ct2"].lower().rstrip(".")
+
+
+BAD_STREAMS = {  # name: (messages, headers, expected close code, words in the reason)
+    "audio before config": ([b"\x00\x01" * 100], AUTH, 1003, "config"),
+    "malformed config": (["{not json"], AUTH, 1007, "JSON"),
+    "unsupported encoding": ([_config(encoding="mp3")], AUTH, 1007, "encoding"),
+    "absurd sample rate": ([_config(sample_rate=1)], AUTH, 1007, "sample_rate"),
+    "unknown field": ([_config(rate=16000)], AUTH, 1007, "rate"),
+    "unknown model": ([_config(model="nope")], AUTH, 1007, "not served"),
+    "no api key": ([_config()], {}, 1008, "API key"),
+    "oversized frame": ([_config(), b"\x00" * (2 << 20)], AUTH, 1009, "frame"),
+    "unknown control": ([_config(), '{"type": "pause"}'], AUTH, 1007, "pause"),
+    "nan samples": ([_config(encoding="f32le"), np.full(99, np.nan, "<f4").tobytes()], AUTH,
+                    1007, "NaN"),
+}
+
+
+async def _bad_streams(url) -> dict:
+    results = await asyncio.gather(
+        *(_exchange(url, messages, headers) for messages, headers, _, _ in BAD_STREAMS.values())
+    )
+    return dict(zip(BAD_STREAMS, results, strict=True))
+
+
+async def _abrupt_disconnect(url, clip) -> None:
+    import websockets
+
+    ws = await websockets.connect(_ws(url), additional_headers=AUTH)
+    await ws.send(_config(model="teacher-ct2"))
+    await ws.send((clip[: SAMPLE_RATE * 2] * 32767).astype("<i2").tobytes())
+    ws.transport.abort()  # no close frame, no end message
+
+
+async def _non_reader(url, clip) -> None:
+    """Sends a minute of audio as fast as it can and never reads an event."""
+    import websockets
+
+    async with websockets.connect(_ws(url), additional_headers=AUTH, max_queue=1) as ws:
+        await ws.send(_config(model="tiny-stream"))
+        audio = (np.tile(clip, 12)[: 60 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
+        try:
+            for i in range(0, len(audio), 32000):
+                await ws.send(audio[i : i + 32000])
+        except websockets.ConnectionClosed:
+            pass
+
+
+def _http_bad_inputs(url, clip) -> dict:
+    wav = _wav(clip)
+    post = "{}/v1/audio/transcriptions".format(url)
+
+    def send(data, **fields):
+        return requests.post(post, files={"file": ("a.wav", data)}, data=fields, headers=AUTH,
+                             timeout=60)
+
+    return {
+        "non-audio": send(b"GIF89a" + bytes(range(256)) * 20),
+        "truncated header": send(wav[:30]),
+        "empty": send(b""),
+        "oversize": send(b"\x00" * 1_500_000),
+        "bad format": send(wav, response_format="mp4"),
+        "bad language": send(wav, model="teacher-ct2", language="fr"),
+        "truncated data": send(wav[: len(wav) // 2]),  # readable: transcribed, not refused
+    }
+
+
+def test_bad_input_fails_alone_while_a_healthy_stream_finishes(server, offline):
+    from audiodistill.client import stream_audio
+
+    url, _ = server
+    clip, expected = offline
+
+    async def scenario():
+        healthy = asyncio.create_task(stream_audio(url, clip, "tiny-stream", True, 100, KEY))
+        await asyncio.sleep(0.5)  # the healthy stream is under way
+        bad = await _bad_streams(url)
+        await _abrupt_disconnect(url, clip)
+        await _non_reader(url, clip)
+        http = await asyncio.to_thread(_http_bad_inputs, url, clip)
+        return await healthy, bad, http
+
+    healthy, bad, http = asyncio.run(scenario())
+    assert healthy.close_code == 1000 and healthy.text() == expected["tiny-stream"]
+    for name, (code, reason, events) in bad.items():
+        _, _, want_code, words = BAD_STREAMS[name]
+        assert code == want_code, (name, code, reason)
+        assert words.lower() in reason.lower(), (name, reason)
+    assert {name: r.status_code for name, r in http.items()} == {
+        "non-audio": 400, "truncated header": 400, "empty": 400, "oversize": 413,
+        "bad format": 400, "bad language": 400, "truncated data": 200,
+    }
+    assert http["oversize"].json()["error"]["code"] == "file_too_large"
+    # the server is still healthy and serves the next stream correctly
+    assert requests.get(f"{url}/healthz", timeout=10).json()["status"] == "ok"
+    again = asyncio.run(stream_audio(url, clip, "tiny-stream", False, 100, KEY))
+    assert again.text() == expected["tiny-stream"]
+    metrics = requests.get(f"{url}/metrics", timeout=10).text
+    assert 'audiodistill_errors_total{reason="1007",route="stream"}' in metrics
+
+
+def test_idle_stream_is_closed(server):
+    code, reason, _ = asyncio.run(_exchange(server[0], [_config()], read_timeout=30))
+    assert code == 1008 and "idle" in reason
