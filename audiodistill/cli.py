@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -159,8 +160,13 @@ COMMANDS = {
 }
 
 
+def _is_option(token: str) -> bool:
+    """`--key ...` or `key.sub=value`: the start of the next option, not a value."""
+    return token.startswith("--") or re.match(r"[A-Za-z_][\w.]*=", token) is not None
+
+
 def overrides_from_args(extra: list[str]) -> list[str]:
-    """`--a.b v`, `--a.b=v` and `a.b=v` all become `a.b=v`."""
+    """`--a.b v`, `--a.b=v` and `a.b=v` all become `a.b=v`; a bare `--flag` is `flag=true`."""
     out, i = [], 0
     while i < len(extra):
         token = extra[i]
@@ -168,7 +174,7 @@ def overrides_from_args(extra: list[str]) -> list[str]:
             key = token[2:].replace("-", "_")
             if "=" in key:
                 out.append(key)
-            elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            elif i + 1 < len(extra) and not _is_option(extra[i + 1]):
                 out.append(f"{key}={extra[i + 1]}")
                 i += 1
             else:

@@ -422,3 +422,11 @@ def start(options: ServeOptions) -> str:
     serve.start(http_options={"host": options.host, "port": options.port})
     serve.run(build_app(options), name=options.name, route_prefix="/")
     return f"http://{options.host}:{options.port}"
+
+
+def app_builder(args: dict):
+    """The entry point `serve run` / `serve deploy` call with a config file's `args`, which
+    are ServeOptions fields (configs/serve/ray_serve.yaml)."""
+    from audiodistill.config import from_dict
+
+    return build_app(from_dict(ServeOptions, dict(args)))

@@ -59,3 +59,9 @@ def test_cli_override_spellings():
         "c.d=x",
         "flag=true",
     ]
+    # a bare flag before a key=value override stays a flag; a URL is a value
+    assert overrides_from_args(["--http", "model=m", "--url", "ws://h:1"]) == [
+        "http=true",
+        "model=m",
+        "url=ws://h:1",
+    ]

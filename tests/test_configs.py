@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from audiodistill.cli import COMMANDS
 from audiodistill.cli import _options_class as options_class
@@ -22,8 +23,23 @@ def _options_class(path: Path):
     "path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS))
 )
 def test_config_loads(path):
+    if "applications" in yaml.safe_load(path.read_text()):
+        return _check_ray_serve_config(path)
     options = load_config(_options_class(path), path)
     assert options is not None
+
+
+def _check_ray_serve_config(path: Path) -> None:
+    """A Ray Serve config file: valid for Ray, and each app's args are valid ServeOptions."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from audiodistill.config import from_dict
+    from serve.options import ServeOptions
+
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    for app in schema.applications:
+        assert app.import_path == "serve.app:app_builder"
+        assert from_dict(ServeOptions, app.args).models
 
 
 def test_quickstart_trains_both_students_on_its_own_labels():

@@ -263,3 +263,19 @@ def test_bad_input_fails_alone_while_a_healthy_stream_finishes(server, offline):
 def test_idle_stream_is_closed(server):
     code, reason, _ = asyncio.run(_exchange(server[0], [_config()], read_timeout=30))
     assert code == 1008 and "idle" in reason
+
+
+def test_transcribe_command_streams_and_posts(server, offline, tmp_path, capsys):
+    from audiodistill.cli import main
+
+    url, _ = server
+    clip, expected = offline
+    path = tmp_path / "clip.wav"
+    path.write_bytes(_wav(clip))
+    common = ["model=teacher-ct2", f"api_key={KEY}"]
+    assert main(["transcribe", str(path), "--url", url, "--http", *common]) == 0
+    assert capsys.readouterr().out.strip() == expected["teacher-ct2"]
+    ws_url = url.replace("http", "ws", 1)
+    assert main(["transcribe", str(path), "--url", ws_url, "chunk_ms=200", *common]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("[") and line.endswith(expected["teacher-ct2"])
