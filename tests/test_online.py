@@ -49,13 +49,14 @@ def student(tmp_path_factory):
     return load_student(save_untrained_streaming_student(tmp_path_factory.mktemp("s") / "m"))
 
 
-def _ctc_session(student, options=OnlineOptions()) -> OnlineSession:
+def _ctc_session(student, options: OnlineOptions | None = None) -> OnlineSession:
     chunk = 32  # feature frames (320 ms)
 
     async def step(features, state):
         return step_streams(student.model, [features], [state], chunk)[0]
 
-    return OnlineSession(CtcEngine(step, student.tokenizer.symbols, chunk), options)
+    engine = CtcEngine(step, student.tokenizer.symbols, chunk)
+    return OnlineSession(engine, options or OnlineOptions())
 
 
 def test_vad_labels_tone_as_speech_and_silence_not():

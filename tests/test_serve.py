@@ -42,7 +42,10 @@ def server(tmp_path_factory):
     student = save_untrained_streaming_student(tmp_path_factory.mktemp("serve") / "tiny-stream")
     limits = LimitOptions(max_upload_mb=1.0, idle_timeout_s=5.0, send_timeout_s=3.0)
     options = ServeOptions(
-        models=(student, "teacher:ct2"), port=_free_port(), api_key=KEY, limits=limits,
+        models=(student, "teacher:ct2"),
+        port=_free_port(),
+        api_key=KEY,
+        limits=limits,
         blocking=False,
     )
     url = start(options)
@@ -120,7 +123,9 @@ def test_openai_sdk_works_unchanged(server, offline):
         model="teacher-ct2", file=upload, response_format="verbose_json"
     )
     assert verbose.segments and verbose.duration == pytest.approx(len(clip) / SAMPLE_RATE, 0.01)
-    srt = client.audio.transcriptions.create(model="teacher-ct2", file=upload, response_format="srt")
+    srt = client.audio.transcriptions.create(
+        model="teacher-ct2", file=upload, response_format="srt"
+    )
     assert srt.startswith("1\n00:00:0") and "-->" in srt
     stream = client.audio.transcriptions.create(model="teacher-ct2", file=upload, stream=True)
     events = list(stream)
@@ -172,8 +177,12 @@ BAD_STREAMS = {  # name: (messages, headers, expected close code, words in the r
     "no api key": ([_config()], {}, 1008, "API key"),
     "oversized frame": ([_config(), b"\x00" * (2 << 20)], AUTH, 1009, "frame"),
     "unknown control": ([_config(), '{"type": "pause"}'], AUTH, 1007, "pause"),
-    "nan samples": ([_config(encoding="f32le"), np.full(99, np.nan, "<f4").tobytes()], AUTH,
-                    1007, "NaN"),
+    "nan samples": (
+        [_config(encoding="f32le"), np.full(99, np.nan, "<f4").tobytes()],
+        AUTH,
+        1007,
+        "NaN",
+    ),
 }
 
 
@@ -209,11 +218,12 @@ async def _non_reader(url, clip) -> None:
 
 def _http_bad_inputs(url, clip) -> dict:
     wav = _wav(clip)
-    post = "{}/v1/audio/transcriptions".format(url)
+    post = f"{url}/v1/audio/transcriptions"
 
     def send(data, **fields):
-        return requests.post(post, files={"file": ("a.wav", data)}, data=fields, headers=AUTH,
-                             timeout=60)
+        return requests.post(
+            post, files={"file": ("a.wav", data)}, data=fields, headers=AUTH, timeout=60
+        )
 
     return {
         "non-audio": send(b"GIF89a" + bytes(range(256)) * 20),
@@ -243,13 +253,18 @@ def test_bad_input_fails_alone_while_a_healthy_stream_finishes(server, offline):
 
     healthy, bad, http = asyncio.run(scenario())
     assert healthy.close_code == 1000 and healthy.text() == expected["tiny-stream"]
-    for name, (code, reason, events) in bad.items():
+    for name, (code, reason, _) in bad.items():
         _, _, want_code, words = BAD_STREAMS[name]
         assert code == want_code, (name, code, reason)
         assert words.lower() in reason.lower(), (name, reason)
     assert {name: r.status_code for name, r in http.items()} == {
-        "non-audio": 400, "truncated header": 400, "empty": 400, "oversize": 413,
-        "bad format": 400, "bad language": 400, "truncated data": 200,
+        "non-audio": 400,
+        "truncated header": 400,
+        "empty": 400,
+        "oversize": 413,
+        "bad format": 400,
+        "bad language": 400,
+        "truncated data": 200,
     }
     assert http["oversize"].json()["error"]["code"] == "file_too_large"
     # the server is still healthy and serves the next stream correctly
