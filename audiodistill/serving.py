@@ -49,7 +49,11 @@ def _is_streaming_student(spec: str) -> bool:
 
 
 class ServedModel:
-    """One model, loaded once per replica, with `threads` CPU threads for inference."""
+    """One model, loaded once per replica, with `threads` CPU threads for inference.
+
+    A streaming student runs on the replica's GPU when it has one; Whisper-type models load
+    through evaluation's loaders, on CPU.
+    """
 
     def __init__(self, spec: str, threads: int = 1, chunk_ms: int | None = None):
         import torch
@@ -59,7 +63,8 @@ class ServedModel:
         if _is_streaming_student(spec):
             from audiodistill.students.streaming import frames_per_chunk, load_student
 
-            self.student = load_student(spec)
+            device = "cuda" if torch.cuda.is_available() else "cpu"  # a replica with num_gpus
+            self.student = load_student(spec, device)
             self.chunk_frames = frames_per_chunk(self.student.model.config, chunk_ms)
             self._transcribe = self.student.transcribe
             parameters = sum(p.numel() for p in self.student.model.parameters())

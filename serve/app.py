@@ -326,6 +326,7 @@ class Gateway:
         decoder = PcmDecoder(config.encoding, config.sample_rate)
         await self._send(ws, event("ready", model=info.id, streaming=info.streaming))
         max_samples = self.limits.max_stream_seconds * SAMPLE_RATE
+        started = time.perf_counter()
         while True:
             message = await self._receive(ws)
             received = time.perf_counter()
@@ -339,6 +340,7 @@ class Gateway:
                     raise ProtocolError(
                         CLOSE_POLICY, f"stream over {self.limits.max_stream_seconds:g} s"
                     )
+                self._check_lead(session.samples + len(pcm), received - started)
                 await self._send_events(ws, await session.accept(pcm), info.id, received)
             elif message.get("text") is not None:
                 parse_control(message["text"])  # "end", or a ProtocolError
@@ -351,6 +353,14 @@ class Gateway:
         self.metrics.audio_seconds.labels(info.id, "stream").inc(seconds)
         await self._send(ws, event("done", audio_seconds=seconds))
         await ws.close(CLOSE_NORMAL, "done")
+
+    def _check_lead(self, samples: int, elapsed_s: float) -> None:
+        lead = samples / SAMPLE_RATE - elapsed_s
+        if lead > self.limits.max_lead_s:
+            raise ProtocolError(
+                CLOSE_POLICY,
+                f"audio is {lead:.0f} s ahead of real time (limit {self.limits.max_lead_s:g} s)",
+            )
 
     async def _send_events(self, ws, events, model: str, arrived: float) -> None:
         """Send events caused by the message that arrived at `arrived` (perf_counter)."""

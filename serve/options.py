@@ -51,6 +51,10 @@ class LimitOptions:
     max_stream_seconds: float = 3600.0
     # largest single binary frame on a stream (1 MiB is 32 s of 16 kHz int16)
     max_frame_bytes: int = 1 << 20
+    # how far a stream's audio may run ahead of real time. Serve's proxy reads a WebSocket
+    # eagerly, so TCP cannot slow a fast sender; this bounds what one stream can queue in
+    # the gateway (30 s of 16 kHz int16 is about 1 MB). Files belong on the HTTP API.
+    max_lead_s: float = 30.0
     # a stream with no message for this long is closed
     idle_timeout_s: float = 30.0
     # an event the client does not read within this long closes its stream

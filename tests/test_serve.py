@@ -202,18 +202,23 @@ async def _abrupt_disconnect(url, clip) -> None:
     ws.transport.abort()  # no close frame, no end message
 
 
-async def _non_reader(url, clip) -> None:
-    """Sends a minute of audio as fast as it can and never reads an event."""
+async def _flooder(url, clip) -> tuple[int, str]:
+    """Sends two minutes of audio as fast as it can, reading no event until it has sent it
+    all (or the server has closed); then drains what is left to see the close."""
     import websockets
 
     async with websockets.connect(_ws(url), additional_headers=AUTH, max_queue=1) as ws:
         await ws.send(_config(model="tiny-stream"))
-        audio = (np.tile(clip, 12)[: 60 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
+        audio = (np.tile(clip, 40)[: 120 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
         try:
             for i in range(0, len(audio), 32000):
                 await ws.send(audio[i : i + 32000])
+            async with asyncio.timeout(30):
+                async for _ in ws:
+                    pass
         except websockets.ConnectionClosed:
             pass
+        return ws.close_code, ws.close_reason
 
 
 def _http_bad_inputs(url, clip) -> dict:
@@ -247,11 +252,12 @@ def test_bad_input_fails_alone_while_a_healthy_stream_finishes(server, offline):
         await asyncio.sleep(0.5)  # the healthy stream is under way
         bad = await _bad_streams(url)
         await _abrupt_disconnect(url, clip)
-        await _non_reader(url, clip)
+        flood = await _flooder(url, clip)
         http = await asyncio.to_thread(_http_bad_inputs, url, clip)
-        return await healthy, bad, http
+        return await healthy, bad, flood, http
 
-    healthy, bad, http = asyncio.run(scenario())
+    healthy, bad, flood, http = asyncio.run(scenario())
+    assert flood[0] == 1008 and "ahead of real time" in flood[1]
     assert healthy.close_code == 1000 and healthy.text() == expected["tiny-stream"]
     for name, (code, reason, _) in bad.items():
         _, _, want_code, words = BAD_STREAMS[name]
