@@ -23,7 +23,7 @@ COPY audiodistill ./audiodistill
 COPY pipelines ./pipelines
 COPY serve ./serve
 COPY configs ./configs
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir '.[all]'
 
 # Convert the bundled teacher to transformers format once, at build time, so GPU workers
 # using the `hf` backend start without a conversion step.

@@ -43,11 +43,17 @@ def _distill(options) -> None:
 
 
 def _eval(options) -> None:
-    from audiodistill.evaluation import run
+    from pipelines.evaluate import run  # workers > 1: Ray; 1: a fresh process per model
 
     run(options)
     print((Path(options.out) / "report.md").read_text())
-    print(f"wrote {options.out}/report.json and report.md")
+    print(f"wrote {options.out}/report.json, report.md and plots/")
+
+
+def _results(options) -> None:
+    from audiodistill.results import run
+
+    print(f"wrote {run(options)}")
 
 
 def _export(options) -> None:
@@ -121,6 +127,10 @@ def _options_class(command: str):
         from audiodistill.evaluation import EvalOptions
 
         return EvalOptions
+    if command == "results":
+        from audiodistill.results import ResultsOptions
+
+        return ResultsOptions
     if command == "export":
         from audiodistill.export import ExportOptions
 
@@ -151,6 +161,7 @@ COMMANDS = {
     "pseudo-label": (_pseudo_label, "label a corpus with a teacher on Ray (resumable)"),
     "distill": (_distill, "distill a student from pseudo-labels on Ray Train (resumable)"),
     "eval": (_eval, "score teacher and students on one manifest: WER, CER, RTF, size"),
+    "results": (_results, "generate docs/results.md from eval report.json files"),
     "export": (_export, "export a streaming student to ONNX (fp32, optionally int8)"),
     "bench": (_bench, "edge benchmark of one model: RTF, chunk latency, memory, size"),
     "quickstart": (_quickstart, "the main job on embedded defaults: synth, label, report"),
@@ -195,11 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--config", help="YAML options file (overrides apply on top)")
         if name in ("eval", "serve"):
             cmd.add_argument("--model", action="append", help="a model (repeatable)")
+        if name == "results":
+            cmd.add_argument("--report", action="append", help="an eval report.json (repeatable)")
         if name == "transcribe":
             cmd.add_argument("file", help="audio file to transcribe")
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "model", None):
         extra = [*extra, f"models={json.dumps(args.model)}"]  # JSON is a YAML list
+    if getattr(args, "report", None):
+        extra = [*extra, f"reports={json.dumps(args.report)}"]
     if getattr(args, "file", None):
         extra = [*extra, f"file={json.dumps(args.file)}"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

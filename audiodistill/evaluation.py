@@ -1,19 +1,29 @@
-"""One measurement for every model, teacher or student: WER/CER, RTF, size.
+"""One measurement for every model, teacher or student: WER/CER, RTF, latency, size, memory.
 
 Training (dev WER), the quickstart report and `audiodistill eval` all call `evaluate`, so a
 figure means the same thing wherever it appears. Transcription runs one utterance at a time
 on a fixed thread count: RTF is the cost a single stream pays, not batch throughput.
+
+`run` scores each model in a fresh process, so its peak memory is that model's alone;
+`pipelines.evaluate` does the same on Ray actors and splits the utterances over several.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import resource
+import shlex
+import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from audiodistill.audio import SAMPLE_RATE, load_audio
 from audiodistill.manifest import Utterance, read_manifest
@@ -29,6 +39,36 @@ class EvalModel:
     parameters: int  # trainable and frozen weights (tied weights counted once)
     size_bytes: int  # weights on disk
     transcribe: Callable[[Sequence[np.ndarray]], list[str]]
+    # streaming models: a fresh StreamingRecognizer (accept/finalize), else None
+    recognizer: Callable[[], Any] | None = None
+    # streaming models: audio per accept() call, the chunk the model was exported for
+    chunk_ms: int = 0
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.name, self.kind, self.parameters, self.size_bytes)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a report says about a model besides its measurements (picklable, unlike EvalModel)."""
+
+    name: str
+    kind: str
+    parameters: int
+    size_bytes: int
+
+
+@dataclass
+class Measurements:
+    """Raw timings and hypotheses of one model over utterances in manifest order."""
+
+    hypotheses: list[str]
+    seconds: list[float]  # processing time of each utterance, transcribed alone
+    audio_seconds: float
+    peak_rss_mb: float  # high-water mark of the measuring process (MiB)
+    chunk_latencies_s: list[float] | None = None  # streaming: each accept() of one chunk
+    final_latencies_s: list[float] | None = None  # streaming: finalize() after the last audio
 
 
 @dataclass
@@ -45,8 +85,21 @@ class ModelReport:
     rtf: float  # processing seconds per audio second, one utterance at a time
     latency_p50_s: float  # per-utterance processing time
     latency_p95_s: float
+    latency_p99_s: float
     parameters: int
     size_mb: float
+    peak_rss_mb: float  # peak RSS of a process that loaded only this model (MiB)
+    # streaming models only (None otherwise): one accept() call per chunk of audio
+    chunk_latency_p50_s: float | None = None
+    chunk_latency_p95_s: float | None = None
+    # streaming models only: end of audio to final text (the finalize() call)
+    final_latency_p50_s: float | None = None
+    final_latency_p95_s: float | None = None
+    # the raw samples behind the streaming percentiles, for a CDF
+    chunk_latencies_s: list[float] | None = None
+    final_latencies_s: list[float] | None = None
+    # the command that reproduces this row
+    command: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +121,9 @@ class EvalOptions:
     out: str = "runs/eval"
     # ct2 weight type for CTranslate2 teachers
     compute_type: str = "int8"
+    # Ray actors per model, each scoring a contiguous share of the utterances (1: no Ray,
+    # one fresh process per model; > 1 needs pipelines.evaluate, which `audiodistill eval` uses)
+    workers: int = 1
 
 
 def directory_size(path: str | Path, suffixes=(".bin", ".safetensors", ".onnx")) -> int:
@@ -122,12 +178,15 @@ def _student(path: str, threads: int) -> EvalModel:
     torch.set_num_threads(threads)
     student = load_model(path)
     kind = json.loads((Path(path) / "config.json").read_text())["student"]
+    streaming = kind == "streaming"
     return EvalModel(
         name=Path(path).name if Path(path).name != "model" else Path(path).parent.name,
         kind=kind,
         parameters=_torch_parameters(getattr(student, "model", student)),
         size_bytes=directory_size(path),
         transcribe=student.transcribe,
+        recognizer=student.recognizer if streaming else None,
+        chunk_ms=student.model.config.chunk_ms if streaming else 0,
     )
 
 
@@ -161,10 +220,52 @@ def data_label(utterances: Sequence[Utterance], label: str) -> str:
     return "recorded speech"
 
 
-def evaluate(
-    model: EvalModel, utterances: Sequence[Utterance], warmup: int = 1
-) -> tuple[ModelReport, list[str]]:
-    """Transcribe each utterance alone; score against references. Returns hypotheses too."""
+def reset_peak_rss() -> None:
+    """Restart the process's memory high-water mark at its current RSS (Linux), so a reused
+    worker process does not report an earlier job's peak. Elsewhere the process peak stays."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size since start or the last reset, in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+
+
+def _percentile(samples: Sequence[float], q: float) -> float:
+    return float(np.percentile(samples, q)) if len(samples) else 0.0
+
+
+def _stream_latencies(model: EvalModel, audios: Sequence[np.ndarray], warmup: int):
+    """Feed each utterance in chunk-sized pieces: (seconds per accept(), seconds per finalize())."""
+    recognizer = model.recognizer()
+    piece = model.chunk_ms * SAMPLE_RATE // 1000
+    chunks, finals = [], []
+    for i, audio in enumerate([*audios[:warmup], *audios]):
+        calls = []
+        for start in range(0, len(audio), piece):
+            begin = time.perf_counter()
+            recognizer.accept(audio[start : start + piece])
+            calls.append(time.perf_counter() - begin)
+        begin = time.perf_counter()
+        recognizer.finalize()  # resets the recognizer for the next utterance
+        if i >= warmup:  # warm-up passes pay first-call costs, not streaming latency
+            chunks.extend(calls)
+            finals.append(time.perf_counter() - begin)
+    return chunks, finals
+
+
+def measure(model: EvalModel, utterances: Sequence[Utterance], warmup: int = 1) -> Measurements:
+    """Transcribe each utterance alone, timing it; streaming models are also streamed."""
     audios = [load_audio(u.audio) for u in utterances]
     for audio in audios[:warmup]:
         model.transcribe([audio])  # first-call costs (allocation, lazy init) are not RTF
@@ -173,26 +274,98 @@ def evaluate(
         start = time.perf_counter()
         hypotheses.extend(model.transcribe([audio]))
         seconds.append(time.perf_counter() - start)
+    chunks = finals = None
+    if model.recognizer is not None:
+        chunks, finals = _stream_latencies(model, audios, warmup)
+    return Measurements(
+        hypotheses=hypotheses,
+        seconds=seconds,
+        audio_seconds=sum(len(a) for a in audios) / SAMPLE_RATE,
+        peak_rss_mb=peak_rss_mb(),
+        chunk_latencies_s=chunks,
+        final_latencies_s=finals,
+    )
+
+
+def merge_measurements(parts: Sequence[Measurements]) -> Measurements:
+    """Shards of one model's utterances, given in manifest order, as one measurement; the
+    peak memory is the largest of the shards' processes (each holds the whole model)."""
+
+    def joined(name: str) -> list[float] | None:
+        lists = [getattr(p, name) for p in parts]
+        return None if lists[0] is None else [x for samples in lists for x in samples]
+
+    return Measurements(
+        hypotheses=[h for p in parts for h in p.hypotheses],
+        seconds=[s for p in parts for s in p.seconds],
+        audio_seconds=sum(p.audio_seconds for p in parts),
+        peak_rss_mb=max(p.peak_rss_mb for p in parts),
+        chunk_latencies_s=joined("chunk_latencies_s"),
+        final_latencies_s=joined("final_latencies_s"),
+    )
+
+
+def summarize(
+    info: ModelInfo, utterances: Sequence[Utterance], m: Measurements, command: str = ""
+) -> ModelReport:
+    """Score hypotheses against the references and reduce timings to the report's figures."""
     references = [u.text or "" for u in utterances]
-    counts = corpus_wer(references, hypotheses)
-    audio_seconds = sum(len(a) for a in audios) / SAMPLE_RATE
-    report = ModelReport(
-        name=model.name,
-        kind=model.kind,
+    counts = corpus_wer(references, m.hypotheses)
+    chunks, finals = m.chunk_latencies_s, m.final_latencies_s
+    return ModelReport(
+        name=info.name,
+        kind=info.kind,
         utterances=len(utterances),
-        audio_seconds=audio_seconds,
+        audio_seconds=m.audio_seconds,
         wer=counts.wer,
-        cer=cer(" ".join(references), " ".join(hypotheses)),
+        cer=cer(" ".join(references), " ".join(m.hypotheses)),
         substitutions=counts.substitutions,
         insertions=counts.insertions,
         deletions=counts.deletions,
-        rtf=sum(seconds) / max(audio_seconds, 1e-9),
-        latency_p50_s=float(np.percentile(seconds, 50)) if seconds else 0.0,
-        latency_p95_s=float(np.percentile(seconds, 95)) if seconds else 0.0,
-        parameters=model.parameters,
-        size_mb=model.size_bytes / 1e6,
+        rtf=sum(m.seconds) / max(m.audio_seconds, 1e-9),
+        latency_p50_s=_percentile(m.seconds, 50),
+        latency_p95_s=_percentile(m.seconds, 95),
+        latency_p99_s=_percentile(m.seconds, 99),
+        parameters=info.parameters,
+        size_mb=info.size_bytes / 1e6,
+        peak_rss_mb=m.peak_rss_mb,
+        chunk_latency_p50_s=None if chunks is None else _percentile(chunks, 50),
+        chunk_latency_p95_s=None if chunks is None else _percentile(chunks, 95),
+        final_latency_p50_s=None if finals is None else _percentile(finals, 50),
+        final_latency_p95_s=None if finals is None else _percentile(finals, 95),
+        chunk_latencies_s=chunks,
+        final_latencies_s=finals,
+        command=command,
     )
-    return report, hypotheses
+
+
+def evaluate(
+    model: EvalModel, utterances: Sequence[Utterance], warmup: int = 1
+) -> tuple[ModelReport, list[str]]:
+    """Transcribe each utterance alone; score against references. Returns hypotheses too.
+
+    Peak memory is this process's: meaningful when the process loaded only this model."""
+    m = measure(model, utterances, warmup)
+    return summarize(model.info, utterances, m), m.hypotheses
+
+
+def measure_spec(
+    spec: str, threads: int, compute_type: str, utterances: Sequence[Utterance]
+) -> tuple[ModelInfo, Measurements]:
+    """Load one model and measure it; run in a process of its own for its peak memory."""
+    reset_peak_rss()
+    model = load_eval_model(spec, threads, compute_type)
+    return model.info, measure(model, utterances)
+
+
+def _in_fresh_process(fn: Callable, *args):
+    # spawn, not fork: a forked child would inherit (and count) the parent's memory
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
 def markdown_table(reports: Sequence[ModelReport], data_label: str) -> str:
@@ -200,52 +373,106 @@ def markdown_table(reports: Sequence[ModelReport], data_label: str) -> str:
     lines = [
         f"Measured on: {data_label}",
         "",
-        "| model | kind | WER | CER | RTF (1 thread) | p50 latency | parameters | size |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | kind | WER | CER | RTF (1 thread) | latency p50 / p95 / p99 | peak RSS "
+        "| parameters | size |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in reports:
+        latency = " / ".join(_ms(s) for s in (r.latency_p50_s, r.latency_p95_s, r.latency_p99_s))
         lines.append(
             f"| {r.name} | {r.kind} | {r.wer * 100:.1f}% | {r.cer * 100:.1f}% | {r.rtf:.3f} | "
-            f"{r.latency_p50_s * 1000:.0f} ms | {r.parameters / 1e6:.1f}M | {r.size_mb:.1f} MB |"
+            f"{latency} | {r.peak_rss_mb:.0f} MiB | {r.parameters / 1e6:.1f}M | "
+            f"{r.size_mb:.1f} MB |"
         )
+    streaming = [r for r in reports if r.chunk_latency_p50_s is not None]
+    if streaming:
+        lines += [
+            "",
+            "| streaming model | chunk latency p50 / p95 | end of audio to final p50 / p95 |",
+            "| --- | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r.name} | {_ms(r.chunk_latency_p50_s)} / {_ms(r.chunk_latency_p95_s)} | "
+            f"{_ms(r.final_latency_p50_s)} / {_ms(r.final_latency_p95_s)} |"
+            for r in streaming
+        ]
     return "\n".join(lines) + "\n"
 
 
-def write_reports(reports: Sequence[ModelReport], out: str | Path, data_label: str) -> None:
+def eval_command(options: EvalOptions, spec: str) -> str:
+    """The `audiodistill eval` command line that scores `spec` as `options` did."""
+    parts = ["audiodistill", "eval", "--model", spec, "--data", options.data]
+    defaults = EvalOptions()
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if f.name in ("models", "data") or value == getattr(defaults, f.name):
+            continue
+        plain = isinstance(value, str) and yaml.safe_load(value) == value
+        parts.append(f"{f.name}={value if plain else json.dumps(value)}")
+    return shlex.join(parts)
+
+
+def write_reports(
+    reports: Sequence[ModelReport], out: str | Path, data_label: str, **about: Any
+) -> dict:
+    """report.json (with `about`: manifest, split), report.md and plots/*.png under `out`."""
+    from audiodistill.plots import write_plots
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"data": data_label, "models": [asdict(r) for r in reports]}
+    payload = {"data": data_label, **about, "models": [asdict(r) for r in reports]}
     (out / "report.json").write_text(json.dumps(payload, indent=2))
     (out / "report.md").write_text(markdown_table(reports, data_label))
+    write_plots(payload, out / "plots")
+    return payload
 
 
-def run(options: EvalOptions) -> list[ModelReport]:
-    """Score every model on the same utterances; write report.json/.md and hypotheses."""
-    from audiodistill.config import save_config
-
+def load_utterances(options: EvalOptions) -> list[Utterance]:
+    """The utterances to score, each with a reference text."""
     utterances = read_manifest(options.data, options.split)[: options.limit]
     if not utterances:
         raise ValueError(f"{options.data}: no utterances in split {options.split!r}")
     if any(u.text is None for u in utterances):
         raise ValueError(f"{options.data}: evaluation needs a reference text on every row")
+    return utterances
+
+
+def write_results(
+    options: EvalOptions,
+    utterances: Sequence[Utterance],
+    measured: Sequence[tuple[ModelInfo, Measurements]],
+) -> list[ModelReport]:
+    """Reports, hypotheses.jsonl and config.yaml for models measured (in order) on `utterances`."""
+    from audiodistill.config import save_config
+
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(options, out / "config.yaml")
-    label = data_label(utterances, options.data_label)
     reports = []
     with open(out / "hypotheses.jsonl", "w") as f:
-        for spec in options.models:
-            report, hypotheses = evaluate(
-                load_eval_model(spec, options.threads, options.compute_type), utterances
-            )
-            reports.append(report)
-            for u, hypothesis in zip(utterances, hypotheses, strict=True):
+        for spec, (info, m) in zip(options.models, measured, strict=True):
+            reports.append(summarize(info, utterances, m, eval_command(options, spec)))
+            for u, hypothesis in zip(utterances, m.hypotheses, strict=True):
                 row = {
-                    "model": report.name,
+                    "model": info.name,
                     "id": u.id,
                     "reference": u.text,
                     "hypothesis": hypothesis,
                 }
                 f.write(json.dumps(row) + "\n")
-    write_reports(reports, out, label)
+    label = data_label(utterances, options.data_label)
+    about = {"manifest": options.data, "split": options.split, "utterances": len(utterances)}
+    write_reports(reports, out, label, **about)
     return reports
+
+
+def run(options: EvalOptions) -> list[ModelReport]:
+    """Score every model, each in a fresh process, on the same utterances; write the reports."""
+    if options.workers > 1:
+        raise ValueError("workers > 1 scores on Ray: use pipelines.evaluate.run")
+    utterances = load_utterances(options)
+    measured = [
+        _in_fresh_process(measure_spec, spec, options.threads, options.compute_type, utterances)
+        for spec in options.models
+    ]
+    return write_results(options, utterances, measured)

@@ -1,6 +1,8 @@
 """One measurement for teacher and students: scoring, labels, model loading, the eval command."""
 
 import json
+import math
+import shlex
 
 import numpy as np
 import pytest
@@ -8,7 +10,14 @@ import soundfile as sf
 
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.cli import main
-from audiodistill.evaluation import EvalModel, data_label, evaluate, load_eval_model
+from audiodistill.evaluation import (
+    EvalModel,
+    EvalOptions,
+    data_label,
+    eval_command,
+    evaluate,
+    load_eval_model,
+)
 from audiodistill.manifest import Utterance, read_manifest
 from audiodistill.metrics import normalize_text
 
@@ -81,6 +90,92 @@ def test_eval_command_scores_teacher_and_student(manifest, tmp_path, capsys):
     assert len(lines) == 2 * len(read_manifest(manifest))
     assert "| fake-student | fake |" in capsys.readouterr().out
     assert (out / "config.yaml").is_file()
+    assert teacher["peak_rss_mb"] > 50 and student["peak_rss_mb"] > 50  # each its own process
+    assert teacher["latency_p99_s"] >= teacher["latency_p95_s"] >= teacher["latency_p50_s"]
+    assert teacher["chunk_latencies_s"] is None  # not a streaming model
+    assert {"wer_vs_rtf.png", "wer_vs_size.png"} <= {p.name for p in (out / "plots").iterdir()}
+    # the recorded command reproduces its row
+    assert main(shlex.split(student["command"])[1:]) == 0
+    again = json.loads((out / "report.json").read_text())["models"]
+    assert len(again) == 1 and again[0]["wer"] == student["wer"]
+
+
+def test_recorded_command_names_every_non_default_option():
+    options = EvalOptions(models=("a", "b"), data="d m.jsonl", split=None, limit=3,
+                          data_label="recorded speech", out="o")  # fmt: skip
+    command = eval_command(options, "b")
+    assert shlex.split(command)[:6] == [
+        "audiodistill",
+        "eval",
+        "--model",
+        "b",
+        "--data",
+        "d m.jsonl",
+    ]
+    assert shlex.split(command)[6:] == [
+        "split=null",
+        "limit=3",
+        "data_label=recorded speech",
+        "out=o",
+    ]
+
+
+@pytest.fixture(scope="module")
+def streaming_student(tmp_path_factory):
+    from audiodistill.testing.dummies import save_untrained_streaming_student
+
+    return save_untrained_streaming_student(tmp_path_factory.mktemp("students") / "stream")
+
+
+def test_streaming_student_gets_chunk_and_final_latencies(manifest, streaming_student):
+    utterances = read_manifest(manifest)
+    model = load_eval_model(streaming_student)
+    report, _ = evaluate(model, utterances)
+    assert report.kind == "streaming" and report.peak_rss_mb > 0
+    piece = model.chunk_ms * SAMPLE_RATE // 1000
+    chunks = sum(math.ceil(sf.info(u.audio).frames / piece) for u in utterances)
+    assert len(report.chunk_latencies_s) == chunks  # one accept() per chunk of audio
+    assert len(report.final_latencies_s) == len(utterances)
+    assert 0 < report.chunk_latency_p50_s <= report.chunk_latency_p95_s
+    assert 0 < report.final_latency_p50_s <= report.final_latency_p95_s
+
+
+@pytest.fixture(scope="module")
+def local_run(manifest, streaming_student, tmp_path_factory):
+    """The streaming student scored by `run`: a fresh local process, no Ray."""
+    from audiodistill.evaluation import run
+
+    out = tmp_path_factory.mktemp("local_eval")
+    run(EvalOptions(models=(streaming_student,), data=str(manifest), out=str(out)))
+    return out
+
+
+def test_run_writes_streaming_samples_plots_and_results_page(local_run, tmp_path):
+    report = json.loads((local_run / "report.json").read_text())
+    (model,) = report["models"]
+    assert model["final_latency_p95_s"] > 0 and len(model["final_latencies_s"]) == 6
+    assert model["peak_rss_mb"] > 50 and model["command"].startswith("audiodistill eval --model")
+    assert report["split"] == "test" and report["utterances"] == 6
+    assert (local_run / "plots" / "streaming_latency_cdf.png").stat().st_size > 1000
+    out = tmp_path / "results.md"
+    assert main(["results", "--report", str(local_run / "report.json"), "--out", str(out)]) == 0
+    assert model["command"] in out.read_text() and report["data"] in out.read_text()
+
+
+@pytest.mark.integration
+def test_ray_shards_give_the_same_hypotheses_and_wer(
+    local_run, manifest, streaming_student, tmp_path
+):  # noqa: E501
+    from pipelines.evaluate import run
+
+    (ray_report,) = run(EvalOptions(models=(streaming_student,), data=str(manifest),
+                                    out=str(tmp_path), workers=2))  # fmt: skip
+    (local,) = json.loads((local_run / "report.json").read_text())["models"]
+    assert ray_report.wer == local["wer"] and ray_report.cer == local["cer"]
+    hypotheses = [(local_run / "hypotheses.jsonl"), (tmp_path / "hypotheses.jsonl")]
+    assert hypotheses[0].read_text() == hypotheses[1].read_text()  # manifest order kept
+    assert len(ray_report.final_latencies_s) == 6 and ray_report.peak_rss_mb > 50
+    assert "workers=2" in ray_report.command
 
 
 def test_eval_refuses_a_manifest_without_references(tmp_path):

@@ -15,6 +15,17 @@ from audiodistill.metrics import cer, corpus_wer, normalize_text, wer, word_erro
         ("At 5:30 PM in the U.S.", "at 5 30 pm in the us"),
         ("twenty twenty-six", "2026"),
         ("It's 5:30 p.m.", "it is 5 30 pm"),
+        ("One hundred and five people.", "105 people"),
+        ("It costs $1,250.", "it costs $1250"),
+        ("twenty-five percent", "25%"),
+        ("I won't go, they're late.", "i will not go they are late"),
+        ("I've been there", "i have been there"),
+        ("We can't organise the programme.", "we can not organize the program"),
+        ("3.5 kilometres", "3.5 kilometers"),
+        ("Wait... what?!", "wait what"),
+        ("Uh, hmm, yes.", "yes"),
+        ("Dr. Jones", "doctor jones"),
+        ("(laughs) okay [noise] go", "okay go"),  # bracketed annotations are not speech
         ("", ""),
     ],
 )
