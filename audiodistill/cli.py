@@ -171,6 +171,24 @@ COMMANDS = {
 }
 
 
+# what a light (`audiodistill[edge]`) install lacks: a command that needs them says so
+FULL_INSTALL_ONLY = {
+    "torch",
+    "torchaudio",
+    "ray",
+    "transformers",
+    "ctranslate2",
+    "faster_whisper",
+    "fastapi",
+    "pandas",
+    "pyarrow",
+    "librosa",
+    "jiwer",
+    "matplotlib",
+    "onnx",
+}
+
+
 def _is_option(token: str) -> bool:
     """`--key ...` or `key.sub=value`: the start of the next option, not a value."""
     return token.startswith("--") or re.match(r"[A-Za-z_][\w.]*=", token) is not None
@@ -224,7 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as err:
         print(f"audiodistill {args.command}: config error: {err}", file=sys.stderr)
         return 2
-    COMMANDS[args.command][0](options)
+    try:
+        COMMANDS[args.command][0](options)
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in FULL_INSTALL_ONLY:
+            print(
+                f"audiodistill {args.command}: needs the full install "
+                f"(pip install 'audiodistill[all]'); missing module {err.name!r}",
+                file=sys.stderr,
+            )
+            return 2
+        raise
     return 0
 
 
