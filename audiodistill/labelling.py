@@ -1,7 +1,9 @@
 """Pseudo-labelling without Ray: plan shards, label one shard with a teacher, summarize a run.
 
 `pipelines/pseudo_label.py` fans shards out over a Ray actor pool; everything it runs per
-shard lives here so it can be used and tested alone.
+shard lives here so it can be used and tested alone. An ASR teacher gives transcript rows,
+a codec teacher codes-and-latents rows (see `audiodistill/labels.py`); sharding, resume and
+the summary's counts are the same for both, the ASR filters apply to transcripts only.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 
 from audiodistill.audio import SAMPLE_RATE, AudioError, load_audio
 from audiodistill.filters import FilterOptions, apply_filters
-from audiodistill.labels import read_labels, write_shard
+from audiodistill.labels import CODEC_SCHEMA, SCHEMA, is_codec_run, read_labels, write_shard
 from audiodistill.manifest import Utterance
 from audiodistill.metrics import corpus_wer, wer
-from audiodistill.teachers import TeacherOptions
+from audiodistill.teachers import CodecEncoding, CodecTeacher, TeacherOptions
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class ShardResult:
 
 
 def label_shard(teacher, utterances: Sequence[Utterance], run_dir: str | Path, index: int):
-    """Decode, transcribe and write one shard; a bad item fails alone, with its reason."""
+    """Decode, label (transcribe or encode) and write one shard; a bad item fails alone."""
     start = time.perf_counter()
     rows, audios, good = [], [], []
     for u in utterances:
@@ -103,10 +105,14 @@ def label_shard(teacher, utterances: Sequence[Utterance], run_dir: str | Path, i
             audios.append(audio)
             good.append(row)
         rows.append(row)
-    if audios:
+    codec = isinstance(teacher, CodecTeacher)
+    if audios and codec:
+        for row, encoding in zip(good, teacher.encode(audios), strict=True):
+            _fill_codec(row, encoding, teacher)
+    elif audios:
         for row, transcript in zip(good, teacher.transcribe(audios), strict=True):
             _fill(row, transcript)
-    write_shard(run_dir, index, rows)
+    write_shard(run_dir, index, rows, CODEC_SCHEMA if codec else SCHEMA)
     return ShardResult(
         index=index,
         items=len(rows),
@@ -143,6 +149,20 @@ def _fill(row: dict[str, Any], transcript) -> None:
     )
 
 
+def _fill_codec(row: dict[str, Any], encoding: CodecEncoding, teacher: CodecTeacher) -> None:
+    if encoding.error is not None:
+        row["error"] = encoding.error
+        return
+    row.update(
+        codes=list(encoding.codes),  # a list of per-codebook arrays: a list<list<int32>>
+        latents=None if encoding.latents is None else list(encoding.latents),
+        frame_rate=teacher.frame_rate,
+        bitrate=teacher.bitrate,
+        n_q=teacher.n_q,
+        codebook_size=teacher.codebook_size,
+    )
+
+
 def summarize(
     run_dir: str | Path, filters: FilterOptions, wall_seconds: float, results: list[ShardResult]
 ) -> dict[str, Any]:
@@ -152,8 +172,11 @@ def summarize(
     """
     run_dir = Path(run_dir)
     labels = read_labels(run_dir)
-    kept, dropped = apply_filters(labels, filters)
     failed = labels[labels["error"].notna()]
+    if is_codec_run(labels):  # no transcript to judge: every encoded item is kept
+        kept, dropped = labels[labels["error"].isna()], {}
+    else:
+        kept, dropped = apply_filters(labels, filters)
     with (run_dir / "errors.jsonl").open("w") as out:
         for row in failed[["id", "audio", "error"]].to_dict(orient="records"):
             out.write(json.dumps(row) + "\n")
@@ -169,10 +192,27 @@ def summarize(
         "audio_seconds_per_second": sum(r.audio_seconds for r in results) / max(wall_seconds, 1e-9),
         "output": str(run_dir.resolve()),
         "teacher": sorted(set(labels["teacher"].dropna())),
-        "wer_by_split": _wer_by_split(labels[labels["error"].isna()]),
     }
+    if is_codec_run(labels):
+        summary["codec"] = _codec_summary(kept)
+    else:
+        summary["wer_by_split"] = _wer_by_split(labels[labels["error"].isna()])
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _codec_summary(labels) -> dict[str, float]:
+    """The codec's rates (constant per teacher) and how many code frames the run holds."""
+    if labels.empty:
+        return {}
+    first = labels.iloc[0]
+    return {
+        "frame_rate": float(first["frame_rate"]),
+        "bitrate": float(first["bitrate"]),
+        "n_q": int(first["n_q"]),
+        "codebook_size": int(first["codebook_size"]),
+        "frames": int(sum(len(codes[0]) for codes in labels["codes"])),
+    }
 
 
 def _wer_by_split(labels) -> dict[str, dict[str, float]]:

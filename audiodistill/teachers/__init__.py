@@ -1,4 +1,5 @@
-"""Teachers behind one interface: CTranslate2 and transformers Whisper, and a fake for tests.
+"""Teachers behind one interface: CTranslate2 and transformers Whisper, neural audio codecs,
+and a fake for tests.
 
 `build_teacher(TeacherOptions(...))` is the only constructor the pipelines use, so a config
 switches backends without any code knowing which one runs.
@@ -9,17 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from audiodistill.teachers.base import Teacher, Transcript
+from audiodistill.teachers.base import CodecEncoding, CodecTeacher, Teacher, Transcript
 
-__all__ = ["Teacher", "TeacherOptions", "Transcript", "build_teacher"]
+__all__ = [
+    "CodecEncoding",
+    "CodecTeacher",
+    "Teacher",
+    "TeacherOptions",
+    "Transcript",
+    "build_teacher",
+]
 
 
 @dataclass(frozen=True)
 class TeacherOptions:
     # ct2: faster-whisper (fast on CPU, no soft targets); hf: transformers (top-k soft
-    # targets, batched, GPU fp16); fake: deterministic stand-in for tests and dry runs
-    backend: Literal["ct2", "hf", "fake"] = "ct2"
-    # model directory (CT2 dir for ct2; HF dir or hub id for hf); None: the bundled tiny.en
+    # targets, batched, GPU fp16); codec: a transformers neural audio codec (EnCodec, DAC,
+    # Mimi) giving codes and latents instead of text; fake: deterministic stand-in for tests
+    backend: Literal["ct2", "hf", "codec", "fake"] = "ct2"
+    # model directory (CT2 dir for ct2; HF dir or hub id for hf and codec); None: the bundled
+    # tiny.en (ASR backends; a codec teacher has no bundled default)
     model: str | None = None
     # "cpu" or "cuda"
     device: str = "cpu"
@@ -27,7 +37,7 @@ class TeacherOptions:
     compute_type: str = "int8"
     # transformers weight type (float32 on CPU, float16 on GPU)
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    # utterances per forward pass (hf backend)
+    # utterances per forward pass (hf backend; codec backend where the codec is causal)
     batch_size: int = 8
     # soft targets kept per generated token (hf backend)
     top_k: int = 8
@@ -37,11 +47,15 @@ class TeacherOptions:
     beam_size: int = 1
     # language token for multilingual models; ignored by English-only ones
     language: str | None = "en"
+    # codec backend: residual codebooks kept (n_q, sets the bitrate); None: all of them
+    codebooks: int | None = None
+    # codec backend: also store the continuous latents (D floats per frame: large)
+    codec_latents: bool = True
     # fake backend only: seconds spent per utterance (tests that kill workers mid-run)
     fake_seconds_per_item: float = 0.0
 
 
-def build_teacher(options: TeacherOptions) -> Teacher:
+def build_teacher(options: TeacherOptions) -> Teacher | CodecTeacher:
     """Load the teacher an options block describes (heavy imports happen here, not at import)."""
     if options.backend == "fake":
         from audiodistill.testing.dummies import FakeTeacher
@@ -69,5 +83,17 @@ def build_teacher(options: TeacherOptions) -> Teacher:
             top_k=options.top_k,
             threads=options.threads,
             language=options.language,
+        )
+    if options.backend == "codec":
+        from audiodistill.teachers.codec import HFCodecTeacher
+
+        return HFCodecTeacher(
+            options.model,
+            device=options.device,
+            dtype=options.dtype,
+            batch_size=options.batch_size,
+            threads=options.threads,
+            codebooks=options.codebooks,
+            latents=options.codec_latents,
         )
     raise ValueError(f"teacher.backend: unknown backend {options.backend!r}")
