@@ -1,84 +1,54 @@
-"""Frame-local log-mel features for streaming students, in torch and in numpy.
+"""Frame-local log-mel features for streaming students, in torch.
 
-Every feature frame depends only on its own 25 ms of samples: no centering, no utterance-level
-normalization. So the features of a prefix of the audio are a prefix of the features, a
-stream can be featurized piece by piece (`FeatureStreamer`), and an edge runtime can
-reproduce them with numpy alone (`log_mel_np`). The transform is two matrix products (a
-windowed real DFT, then a mel filterbank), which export to ONNX as plain MatMuls.
+The front end itself (constants, DFT and mel matrices, the numpy `log_mel_np`, the piecewise
+streaming bookkeeping) lives in `audiodistill.edge.features`, which an edge runtime imports
+without torch. This module runs the same matrices in torch for training and transcription,
+and re-exports the front end's names so students import features from one place.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.audio import HOP_LENGTH, N_FFT
+from audiodistill.edge import features as edge
+from audiodistill.edge.features import (
+    FRAMES_PER_SECOND,
+    LOG_MEL_MEAN,
+    LOG_MEL_STD,
+    MEL_FLOOR,
+    N_BINS,
+    N_MELS,
+    dft_matrices,
+    log_mel_np,
+    mel_filterbank,
+    num_frames,
+)
 
-N_MELS = 80  # mel bands, as in Whisper's front end
-N_BINS = N_FFT // 2 + 1  # 201 one-sided DFT bins, 40 Hz apart at 16 kHz with a 400-sample window
-FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 feature frames per second (10 ms hop)
-# Added to mel power before the log: 100 dB below a full-scale tone's band power (about
-# 1e2), so digital silence gives a finite floor instead of -inf and the dynamic range is
-# bounded, as Whisper's 80 dB clamp does but without looking at the whole utterance.
-MEL_FLOOR = 1e-8
-# Fixed affine map of log10 mel power to roughly zero mean, unit variance on speech at
-# ordinary levels (measured on the synthetic corpus): a constant, so still frame-local.
-LOG_MEL_MEAN = -4.0
-LOG_MEL_STD = 2.0
+__all__ = [
+    "FRAMES_PER_SECOND",
+    "HOP_LENGTH",
+    "LOG_MEL_MEAN",
+    "LOG_MEL_STD",
+    "MEL_FLOOR",
+    "N_BINS",
+    "N_FFT",
+    "N_MELS",
+    "FeatureStreamer",
+    "dft_matrices",
+    "log_mel",
+    "log_mel_np",
+    "mel_filterbank",
+    "num_frames",
+]
 
-
-def num_frames(n_samples: int) -> int:
-    """Feature frames of `n_samples` samples: whole 400-sample windows at a 160-sample hop."""
-    return 0 if n_samples < N_FFT else 1 + (n_samples - N_FFT) // HOP_LENGTH
-
-
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale: linear (200/3 Hz per mel) below 1 kHz, logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
-    linear = hz / (200.0 / 3.0)
-    log_part = 15.0 + np.log(np.maximum(hz, 1e-3) / 1000.0) / (np.log(6.4) / 27.0)
-    return np.where(hz < 1000.0, linear, log_part)
-
-
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    mel = np.asarray(mel, dtype=np.float64)
-    linear = mel * (200.0 / 3.0)
-    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
-    return np.where(mel < 15.0, linear, log_part)
-
-
-def mel_filterbank() -> np.ndarray:
-    """[N_BINS, N_MELS] float64: triangular filters from 0 Hz to Nyquist, area-normalized.
-
-    Slaney scale and normalization (each filter divided by its bandwidth), the filterbank
-    Whisper and librosa use by default.
-    """
-    bin_hz = np.linspace(0.0, SAMPLE_RATE / 2, N_BINS)
-    edges_hz = _mel_to_hz(np.linspace(0.0, _hz_to_mel(SAMPLE_RATE / 2), N_MELS + 2))
-    lower, center, upper = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
-    rising = (bin_hz[None, :] - lower) / (center - lower)  # [N_MELS, N_BINS]
-    falling = (upper - bin_hz[None, :]) / (upper - center)
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= 2.0 / (upper - lower)
-    return weights.T
-
-
-def dft_matrices() -> tuple[np.ndarray, np.ndarray]:
-    """Periodic-Hann-windowed real DFT as two [N_FFT, N_BINS] float64 matrices (cos, sin)."""
-    n = np.arange(N_FFT)
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / N_FFT)
-    angle = 2.0 * np.pi * np.outer(n, np.arange(N_BINS)) / N_FFT  # [N_FFT, N_BINS]
-    return window[:, None] * np.cos(angle), window[:, None] * np.sin(angle)
-
-
-_COS, _SIN = dft_matrices()
-_MEL = mel_filterbank()
 _TORCH_CACHE: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
 def _torch_matrices(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if device not in _TORCH_CACHE:
-        _TORCH_CACHE[device] = tuple(torch.from_numpy(m).to(device) for m in (_COS, _SIN, _MEL))
+        matrices = (edge.DFT_COS, edge.DFT_SIN, edge.MEL)
+        _TORCH_CACHE[device] = tuple(torch.from_numpy(m).to(device) for m in matrices)
     return _TORCH_CACHE[device]
 
 
@@ -97,40 +67,9 @@ def log_mel(audio: torch.Tensor) -> torch.Tensor:
     return out.to(audio.dtype)
 
 
-def log_mel_np(audio: np.ndarray) -> np.ndarray:
-    """numpy twin of `log_mel` for runtimes without torch: [..., S] -> [..., F, N_MELS] float32."""
-    audio = np.asarray(audio, dtype=np.float64)
-    n = num_frames(audio.shape[-1])
-    if n == 0:
-        return np.zeros((*audio.shape[:-1], 0, N_MELS), dtype=np.float32)
-    starts = np.arange(n)[:, None] * HOP_LENGTH + np.arange(N_FFT)[None, :]  # [F, N_FFT]
-    frames = audio[..., starts]  # [..., F, N_FFT]
-    power = np.square(frames @ _COS) + np.square(frames @ _SIN)
-    out = (np.log10(power @ _MEL + MEL_FLOOR) - LOG_MEL_MEAN) / LOG_MEL_STD
-    return out.astype(np.float32)
-
-
-class FeatureStreamer:
-    """Turns PCM pieces of any size into exactly the frames `log_mel` gives the whole signal.
-
-    Keeps the samples not yet covered by a whole window (at most N_FFT - 1 of them plus the
-    newest piece) between calls.
-    """
+class FeatureStreamer(edge.FeatureStreamer):
+    """The edge streamer with torch frames: PCM pieces of any size in, exactly the frames
+    `log_mel` gives the whole signal out, as float32 tensors [n, N_MELS]."""
 
     def __init__(self) -> None:
-        self._pending = np.zeros(0, dtype=np.float32)
-
-    def accept(self, pcm: np.ndarray) -> torch.Tensor:
-        """Append 16 kHz float32 samples; return the newly complete frames [n, N_MELS]."""
-        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
-        self._pending = np.concatenate([self._pending, pcm])
-        n = num_frames(len(self._pending))
-        if n == 0:
-            return torch.zeros(0, N_MELS)
-        used = (n - 1) * HOP_LENGTH + N_FFT
-        frames = log_mel(torch.from_numpy(self._pending[:used]))
-        self._pending = self._pending[n * HOP_LENGTH :]
-        return frames
-
-    def reset(self) -> None:
-        self._pending = np.zeros(0, dtype=np.float32)
+        super().__init__(lambda audio: log_mel(torch.from_numpy(audio)))

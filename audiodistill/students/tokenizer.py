@@ -18,6 +18,7 @@ from pathlib import Path
 
 from num2words import num2words
 
+from audiodistill.edge.ctc import greedy_text
 from audiodistill.spoken import spoken_clock
 
 BLANK = 0  # CTC blank id
@@ -144,12 +145,7 @@ class CharTokenizer:
 
     def greedy(self, ids_per_frame: Iterable[int]) -> str:
         """CTC best path: merge repeated frame ids, drop blanks, tidy spaces."""
-        kept, previous = [], None
-        for i in ids_per_frame:
-            if i != previous and i != BLANK:
-                kept.append(i)
-            previous = i
-        return " ".join(self.decode(kept).split())
+        return greedy_text(ids_per_frame, self.symbols, BLANK)
 
     def save(self, path: str | Path) -> None:
         """tokenizer.json: {"type": "char", "symbols": [...]}; index = id."""

@@ -1,0 +1,142 @@
+"""Streaming recognition with an exported student: ONNX Runtime, numpy features, greedy CTC.
+
+Reads a directory written by `audiodistill export` (config.json, tokenizer.json, the .onnx
+step graph) and behaves like the torch `StreamingRecognizer`: PCM pieces of any size in, the
+partial text after each, the final text at the end. The streaming state is a set of arrays
+named in config.json, fed to each step and replaced by what the step returns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from audiodistill.edge.ctc import greedy_text, load_symbols
+from audiodistill.edge.features import N_MELS, FeatureStreamer
+
+EXPORT_KIND = "streaming-onnx"  # config.json "student" that `audiodistill export` writes
+
+
+@dataclass
+class OnnxStreamingModel:
+    """A loaded export: one ONNX Runtime session plus what config.json says about it."""
+
+    session: ort.InferenceSession
+    config: dict
+    symbols: tuple[str, ...]
+    blank: int
+    model_path: Path
+
+    @property
+    def chunk_frames(self) -> int:
+        return int(self.config["chunk_frames"])
+
+    @property
+    def subsampling(self) -> int:
+        return int(self.config["subsampling"])
+
+    def init_state(self) -> dict[str, np.ndarray]:
+        """Zero state of a new stream, by input name."""
+        return {
+            s["name"]: np.zeros(s["shape"], dtype=np.dtype(s["dtype"]))
+            for s in self.config["state"]
+        }
+
+    def step(
+        self, features: np.ndarray, state: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """features [n, n_mels] (n = chunk_frames, or fewer for the last chunk, and at least
+        `subsampling`) -> logits [n // subsampling, vocab] and the next state."""
+        feeds = {self.config["features_input"]: features[None].astype(np.float32), **state}
+        names = [self.config["logits_output"], *(s["output"] for s in self.config["state"])]
+        logits, *new_state = self.session.run(names, feeds)
+        next_state = {s["name"]: a for s, a in zip(self.config["state"], new_state, strict=True)}
+        return logits[0], next_state
+
+    def recognizer(self) -> OnnxStreamingRecognizer:
+        return OnnxStreamingRecognizer(self)
+
+    def transcribe(self, audios: list[np.ndarray]) -> list[str]:
+        """Whole clips through the streaming path, one at a time (16 kHz float32)."""
+        recognizer = self.recognizer()
+        texts = []
+        for audio in audios:
+            recognizer.accept(audio)
+            texts.append(recognizer.finalize())
+        return texts
+
+
+def load_onnx_model(path: str | Path, int8: bool = False, threads: int = 1) -> OnnxStreamingModel:
+    """Load an export directory's fp32 (or int8) graph on `threads` CPU threads."""
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{path}: not an export directory (no config.json)")
+    config = json.loads(config_path.read_text())
+    if config.get("student") != EXPORT_KIND:
+        raise ValueError(
+            f"{path}: not an ONNX streaming export (student {config.get('student')!r}); "
+            "make one with `audiodistill export --model <student dir> --out <dir>`"
+        )
+    kind = "int8" if int8 else "fp32"
+    if kind not in config["models"]:
+        raise FileNotFoundError(f"{path}: no {kind} model; export with --int8 to make one")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one step is one chain of ops; no parallel branches
+    model_path = path / config["models"][kind]
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    symbols, blank = load_symbols(path / config["tokenizer"])
+    return OnnxStreamingModel(session, config, symbols, blank, model_path)
+
+
+class OnnxStreamingRecognizer:
+    """One audio stream on an exported model; same text as the torch StreamingRecognizer.
+
+    Chunks run as soon as enough audio has arrived; the text is the greedy CTC path over
+    every frame so far.
+    """
+
+    def __init__(self, model: OnnxStreamingModel):
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next `accept` starts a new utterance."""
+        self._features = FeatureStreamer()
+        self._pending = np.zeros((0, N_MELS), dtype=np.float32)  # frames not yet run
+        self._state = self.model.init_state()
+        self._frame_ids: list[int] = []
+
+    def accept(self, pcm: np.ndarray) -> str:
+        """Feed 16 kHz float32 samples (any count); return the partial text so far."""
+        self._pending = np.concatenate([self._pending, self._features.accept(pcm)])
+        chunk = self.model.chunk_frames
+        while len(self._pending) >= chunk:
+            self._run(self._pending[:chunk])
+            self._pending = self._pending[chunk:]
+        return self.text()
+
+    def finalize(self) -> str:
+        """Run the last, shorter chunk; return the final text and reset for the next stream.
+
+        Frames short of one encoder frame at the very end are dropped, as the torch model's
+        subsampling drops them, so both give the same text.
+        """
+        usable = len(self._pending) // self.model.subsampling * self.model.subsampling
+        if usable:
+            self._run(self._pending[:usable])
+        text = self.text()
+        self.reset()
+        return text
+
+    def text(self) -> str:
+        return greedy_text(self._frame_ids, self.model.symbols, self.model.blank)
+
+    def _run(self, features: np.ndarray) -> None:
+        logits, self._state = self.model.step(features, self._state)
+        self._frame_ids.extend(logits.argmax(-1).tolist())

@@ -1,0 +1,164 @@
+"""Greedy decoding of an exported whisper-distil student with ONNX Runtime (numpy only).
+
+Runs the two graphs `audiodistill export` writes for this student (see
+audiodistill/export_whisper.py): the encoder once per utterance, then the decoder one token
+at a time with its self-attention cache carried as arrays. Suppression follows
+`audiodistill.whisper_decode.greedy_decode` (the config's suppress ids every step, plus the
+begin-suppress ids at the first step), so both give the same tokens.
+
+`whisper_log_mel` reproduces Whisper's front end (the transformers feature extractor, with the
+student's silent tail instead of a 30 s window) in numpy, and `ByteBPEDecoder` turns token ids
+into text from tokenizer.json, so `OnnxWhisper.transcribe` needs neither torch nor
+transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.edge.features import DFT_COS, DFT_SIN, MEL
+
+EXPORT_KIND = "whisper-distil-onnx"
+TOKENIZER_FILE = "tokenizer.json"
+WINDOW_SAMPLES = 30 * SAMPLE_RATE  # Whisper's window: the most one encoder call sees
+LOG_MEL_FLOOR = 1e-10  # Whisper's floor on mel power before log10
+DYNAMIC_RANGE = 8.0  # log10 units kept below the loudest frame (80 dB)
+
+
+def whisper_log_mel(audio: np.ndarray, tail_seconds: float | None) -> np.ndarray:
+    """[80, F] Whisper log-mel of one clip plus `tail_seconds` of silence (None: padded or cut
+    to the 30 s window), F even; what whisper_distil.log_mel gives for a batch of one."""
+    audio = np.asarray(audio, dtype=np.float64)
+    if tail_seconds is None:
+        samples = WINDOW_SAMPLES
+    else:
+        longest = len(audio) + int(tail_seconds * SAMPLE_RATE)
+        # an even frame count keeps the encoder's stride-2 conv from dropping the last frame
+        frames = -(-longest // (2 * HOP_LENGTH)) * 2
+        samples = min(frames * HOP_LENGTH, WINDOW_SAMPLES)
+    audio = np.pad(audio[:samples], (0, max(samples - len(audio), 0)))
+    padded = np.pad(audio, N_FFT // 2, mode="reflect")  # centered windows, as Whisper's STFT
+    n = 1 + (len(padded) - N_FFT) // HOP_LENGTH
+    starts = np.arange(n)[:, None] * HOP_LENGTH + np.arange(N_FFT)[None, :]
+    windows = padded[starts]  # [n, N_FFT]
+    power = np.square(windows @ DFT_COS) + np.square(windows @ DFT_SIN)
+    log_spec = np.log10(np.maximum(power @ MEL, LOG_MEL_FLOOR))[:-1].T  # [80, n - 1]
+    log_spec = np.maximum(log_spec, log_spec.max() - DYNAMIC_RANGE)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet: every byte as a printable character (printable Latin-1
+    bytes as themselves, the rest shifted past 255) so BPE tokens are plain strings."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    mapping, shifted = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + shifted)
+            shifted += 1
+    return mapping
+
+
+class ByteBPEDecoder:
+    """Token ids -> text for a byte-level BPE tokenizer.json (Whisper's, GPT-2's)."""
+
+    def __init__(self, path: str | Path):
+        payload = json.loads(Path(path).read_text())
+        self.tokens = {i: t for t, i in payload["model"]["vocab"].items()}
+        self.special = set()
+        for added in payload.get("added_tokens", []):
+            self.tokens[added["id"]] = added["content"]
+            if added.get("special"):
+                self.special.add(added["id"])
+        self._bytes = {c: b for b, c in _bytes_to_unicode().items()}
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`, special tokens skipped, surrounding spaces stripped."""
+        chars = "".join(self.tokens[i] for i in ids if i not in self.special)
+        raw = bytes(self._bytes[c] for c in chars if c in self._bytes)
+        return raw.decode("utf-8", errors="replace").strip()
+
+
+class OnnxWhisper:
+    """An exported whisper-distil student: encoder and decoder sessions plus its config."""
+
+    def __init__(self, path: str | Path, int8: bool = False, threads: int = 1):
+        path = Path(path)
+        self.config = json.loads((path / "config.json").read_text())
+        if self.config.get("student") != EXPORT_KIND:
+            raise ValueError(f"{path}: not a whisper-distil ONNX export")
+        kind = "int8" if int8 else "fp32"
+        if kind not in self.config["models"]:
+            raise FileNotFoundError(f"{path}: no {kind} model; export with --int8 to make one")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        files = self.config["models"][kind]
+        cpu = ["CPUExecutionProvider"]
+        self.encoder = ort.InferenceSession(str(path / files["encoder"]), options, providers=cpu)
+        self.decoder = ort.InferenceSession(str(path / files["decoder"]), options, providers=cpu)
+        self.tokenizer = ByteBPEDecoder(path / TOKENIZER_FILE)
+
+    def transcribe(self, audios: list[np.ndarray], max_new_tokens: int = 128) -> list[str]:
+        """Greedy transcripts of 16 kHz clips; audio past 30 s goes window by window."""
+        texts = []
+        for audio in audios:
+            pieces = [
+                self.greedy(whisper_log_mel(window, self.config["tail_seconds"]), max_new_tokens)
+                for window in _windows(np.asarray(audio, dtype=np.float32))
+            ]
+            texts.append(" ".join(self.tokenizer.decode(ids) for ids in pieces).strip())
+        return texts
+
+    def greedy(self, features: np.ndarray, max_new_tokens: int = 128) -> list[int]:
+        """Token ids (prompt and end-of-text excluded) for features [n_mels, F]."""
+        _, cross_keys, cross_values = self.encoder.run(
+            None, {"features": features[None].astype(np.float32)}
+        )
+        c = self.config
+        shape = (c["cache"]["layers"], 1, c["cache"]["heads"], 0, c["head_dim"])
+        keys = values = np.zeros(shape, dtype=np.float32)
+        vocab_mask = None
+        tokens, step_input = [], np.asarray([c["prompt"]], dtype=np.int64)
+        limit = min(max_new_tokens, c["max_target_positions"] - len(c["prompt"]))
+        for step in range(limit):
+            logits, keys, values = self.decoder.run(
+                None,
+                {
+                    "input_ids": step_input,
+                    "cross_keys": cross_keys,
+                    "cross_values": cross_values,
+                    "past_keys": keys,
+                    "past_values": values,
+                },
+            )
+            if vocab_mask is None:
+                vocab_mask = self._masks(logits.shape[-1])
+            scores = np.where(vocab_mask[min(step, 1)], -np.inf, logits[0])
+            chosen = int(scores.argmax())
+            if chosen == c["eot"]:
+                break
+            tokens.append(chosen)
+            step_input = np.asarray([[chosen]], dtype=np.int64)
+        return tokens
+
+    def _masks(self, vocab: int) -> np.ndarray:
+        """[2, vocab] bool: ids suppressed at the first step, and at every later step."""
+
+        def mask(ids) -> np.ndarray:
+            out = np.zeros(vocab, dtype=bool)
+            out[[i for i in ids if 0 <= i < vocab]] = True
+            return out
+
+        never = mask(self.config["suppress"])
+        return np.stack([never | mask(self.config["suppress_begin"]), never])
+
+
+def _windows(audio: np.ndarray) -> list[np.ndarray]:
+    """Consecutive 30 s windows, as whisper_distil.windows cuts long-form audio."""
+    return [audio[i : i + WINDOW_SAMPLES] for i in range(0, max(len(audio), 1), WINDOW_SAMPLES)]

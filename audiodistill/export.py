@@ -1,0 +1,213 @@
+"""`audiodistill export`: a trained student as a self-contained ONNX directory.
+
+This module exports streaming students; whisper-distil students go to
+audiodistill/export_whisper.py (an encoder and a decoder graph). For a streaming student the
+graph is one chunk step of `StreamingEncoder.step`: features of one chunk and the
+streaming state in, CTC logits and the next state out. The state tensors are explicit inputs
+and outputs (names and shapes in the directory's config.json), so the runtime carries them
+between calls and the graph itself is stateless.
+
+The chunk size is fixed at export (the student's `chunk_ms`, 320 ms by default): it sets
+the attention cache length (`left_chunks` chunks of encoder frames). The features input's
+time axis is dynamic only so a stream's last, shorter chunk can run; every other chunk must
+have exactly `chunk_frames` frames.
+
+Output directory (everything the edge runtime reads, nothing else):
+  model.onnx        fp32 step graph
+  model.int8.onnx   with --int8: dynamic int8 quantization, per-channel weights
+  tokenizer.json    the student's character table
+  config.json       chunk size, input/output names, state shapes, feature constants
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.edge.features import LOG_MEL_MEAN, LOG_MEL_STD, MEL_FLOOR, N_MELS
+from audiodistill.edge.recognizer import EXPORT_KIND
+from audiodistill.students.streaming import (
+    STUDENT_KIND,
+    StreamingConfig,
+    StreamingEncoder,
+    StreamingState,
+    frames_per_chunk,
+    load_student,
+)
+
+WHISPER_KIND = "whisper-distil"  # config.json "student" of a saved whisper-distil student
+FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
+CONFIG_FILE, TOKENIZER_FILE = "config.json", "tokenizer.json"
+FEATURES_INPUT, LOGITS_OUTPUT = "features", "logits"
+STATE_NAMES = ("keys", "values", "conv", "offset")  # StreamingState's fields, in order
+OPSET = 17  # LayerNormalization is a single op from opset 17
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    # saved student directory: streaming (model.safetensors, ...) or whisper-distil
+    model: str
+    # export format; ONNX is the one the edge runtime reads
+    format: Literal["onnx"] = "onnx"
+    # also write model.int8.onnx (dynamic int8, per-channel weights) beside model.onnx
+    int8: bool = False
+    # output directory; made self-contained (config, tokenizer, model files)
+    out: str = "runs/export"
+
+
+def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) -> dict:
+    """Export the saved student at `model_dir` to `out_dir`; return the export's config.
+
+    Streaming students as described above; whisper-distil students as an encoder and a
+    decoder graph (audiodistill/export_whisper.py).
+    """
+    config_path = Path(model_dir) / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: not a saved student (no {CONFIG_FILE})")
+    kind = json.loads(config_path.read_text()).get("student")
+    if kind == WHISPER_KIND:
+        from audiodistill.export_whisper import export_whisper_onnx
+
+        return export_whisper_onnx(model_dir, out_dir, int8)
+    if kind != STUDENT_KIND:
+        raise ValueError(
+            f"{model_dir}: ONNX export takes {STUDENT_KIND} or {WHISPER_KIND} students, "
+            f"not {kind!r}"
+        )
+    return export_streaming_onnx(model_dir, out_dir, int8)
+
+
+def export_streaming_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool) -> dict:
+    """The streaming student's step graph, tokenizer and config.json in `out_dir`."""
+    model = load_student(model_dir).model.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chunk_frames = frames_per_chunk(model.config)
+    state = model.init_state(1, chunk_frames)
+    example = (torch.zeros(1, chunk_frames, model.config.n_mels), *state)
+    # a new Module is in training mode, which export restores on the student afterwards
+    trace_to_onnx(
+        StepGraph(model).eval(),
+        example,
+        out / FP32_FILE,
+        inputs=[FEATURES_INPUT, *STATE_NAMES],
+        outputs=[LOGITS_OUTPUT, *(f"{n}_out" for n in STATE_NAMES)],
+        dynamic={FEATURES_INPUT: {1: "frames"}, LOGITS_OUTPUT: {1: "encoder_frames"}},
+    )
+    models = {"fp32": FP32_FILE}
+    if int8:
+        quantize_int8(out / FP32_FILE, out / INT8_FILE)
+        models["int8"] = INT8_FILE
+    shutil.copyfile(Path(model_dir) / TOKENIZER_FILE, out / TOKENIZER_FILE)
+    config = export_config(model.config, chunk_frames, state, models)
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+    return config
+
+
+class StepGraph(nn.Module):
+    """`model.step` with the state as separate tensors, the form an ONNX graph takes."""
+
+    def __init__(self, model: StreamingEncoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features, keys, values, conv, offset):
+        logits, state = self.model.step(features, StreamingState(keys, values, conv, offset))
+        return (logits, *state)
+
+
+def trace_to_onnx(
+    graph: nn.Module,
+    example: tuple,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic: dict[str, dict[int, str]],
+) -> None:
+    """Trace `graph` (in eval mode) on `example` to an ONNX file; `dynamic` names the axes
+    that may change size at run time.
+
+    The TorchScript exporter (dynamo=False) records the ops as eager code runs them and needs
+    no extra packages; the torch.export-based one would need onnxscript. Tracing warns about
+    Python branches on shapes (the streaming step's empty-chunk check, its q/k/v split):
+    runtimes never send an empty chunk and the split has a fixed size, so they are expected.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        torch.onnx.export(
+            graph,
+            example,
+            str(path),
+            dynamo=False,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+        )
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8: weights of every MatMul/Gemm quantized per output channel ahead of time,
+    activations quantized per call from their observed range (no calibration data needed)."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # the quantizer logs a generic "consider pre-processing" hint on every call
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8)
+
+
+def export_config(
+    model_config: StreamingConfig, chunk_frames: int, state: StreamingState, models: dict
+) -> dict:
+    """config.json of an export: all the edge runtime needs besides the model and tokenizer."""
+    return {
+        "student": EXPORT_KIND,
+        "format": "onnx",
+        "models": models,
+        "tokenizer": TOKENIZER_FILE,
+        "chunk_ms": model_config.chunk_ms,
+        "chunk_frames": chunk_frames,  # feature frames per step (the last may be shorter)
+        "subsampling": model_config.subsampling,  # feature frames per output frame
+        "features_input": FEATURES_INPUT,  # [1, frames, n_mels] float32
+        "logits_output": LOGITS_OUTPUT,  # [1, frames // subsampling, vocab] float32
+        "state": [
+            {
+                "name": name,
+                "output": f"{name}_out",
+                "shape": list(tensor.shape),
+                "dtype": str(tensor.dtype).removeprefix("torch."),
+            }
+            for name, tensor in zip(STATE_NAMES, state, strict=True)
+        ],
+        "features": {
+            "sample_rate": SAMPLE_RATE,
+            "n_fft": N_FFT,
+            "hop_length": HOP_LENGTH,
+            "n_mels": N_MELS,
+            "mel_scale": "slaney",
+            "mel_floor": MEL_FLOOR,
+            "log_mel_mean": LOG_MEL_MEAN,
+            "log_mel_std": LOG_MEL_STD,
+        },
+        "model_config": dataclasses.asdict(model_config),
+        "opset": OPSET,
+    }
+
+
+def run(options: ExportOptions) -> dict:
+    """The `export` command: write the directory, return a summary (files and sizes)."""
+    config = export_onnx(options.model, options.out, options.int8)
+    sizes = {p.name: p.stat().st_size for p in sorted(Path(options.out).glob("*.onnx"))}
+    return {"out": str(options.out), "student": config["student"], "bytes": sizes}

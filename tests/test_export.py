@@ -1,0 +1,361 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from audiodistill.bench import BenchOptions, bench_audio, run_bench
+from audiodistill.cli import main
+from audiodistill.edge.recognizer import load_onnx_model
+from audiodistill.export import export_onnx
+from audiodistill.students.streaming import (
+    StreamingConfig,
+    StreamingEncoder,
+    StreamingRecognizer,
+    frames_per_chunk,
+    load_student,
+    save_student,
+    streaming_xs,
+)
+from audiodistill.students.tokenizer import CharTokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = StreamingConfig(
+    d_model=32, n_layers=2, n_heads=2, ff_dim=64, conv_kernel=5, left_chunks=2, dropout=0.0
+)
+BENCH_FIELDS = {
+    "model",
+    "backend",
+    "int8",
+    "threads",
+    "model_file",
+    "size_bytes",
+    "audio",
+    "audio_seconds",
+    "chunk_ms",
+    "runs",
+    "import_s",
+    "load_s",
+    "rtf",
+    "chunk_latency_p50_ms",
+    "chunk_latency_p95_ms",
+    "chunk_latency_p99_ms",
+    "end_to_final_ms",
+    "peak_rss_mb",
+    "text",
+}
+
+
+def _save(config: StreamingConfig, path: Path) -> Path:
+    torch.manual_seed(0)
+    model = StreamingEncoder(config).eval()
+    # a random head is nearly constant; a large one makes argmax follow the hidden state,
+    # so decoded texts are long and any mismatch between runtimes shows
+    nn.init.normal_(model.head.weight, std=3.0)
+    save_student(model, CharTokenizer(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(student dir, export dir with fp32 and int8) of a small random streaming student."""
+    root = tmp_path_factory.mktemp("export")
+    student = _save(TINY, root / "student")
+    export_onnx(student, root / "onnx", int8=True)
+    return student, root / "onnx"
+
+
+def test_export_dir_is_self_contained(exported):
+    _, out = exported
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "model.int8.onnx",
+        "model.onnx",
+        "tokenizer.json",
+    ]
+    config = json.loads((out / "config.json").read_text())
+    assert config["chunk_frames"] == frames_per_chunk(TINY) == 32
+    keys = next(s for s in config["state"] if s["name"] == "keys")
+    # [layers, batch, heads, left_chunks * encoder frames per chunk, head dim]
+    assert keys["shape"] == [2, 1, 2, 2 * 8, 16]
+    assert config["features"]["n_mels"] == TINY.n_mels
+
+
+def test_onnx_step_matches_torch_with_carried_state(exported):
+    student_dir, out = exported
+    model = load_student(student_dir).model
+    onnx_model = load_onnx_model(out)
+    rng = np.random.default_rng(0)
+    state, onnx_state = model.init_state(1, 32), onnx_model.init_state()
+    for frames in (32, 32, 32, 32, 32, 12):  # past the 2-chunk cache, then a short last chunk
+        features = rng.standard_normal((frames, TINY.n_mels)).astype(np.float32)
+        with torch.inference_mode():
+            logits, state = model.step(torch.from_numpy(features)[None], state)
+        onnx_logits, onnx_state = onnx_model.step(features, onnx_state)
+        np.testing.assert_allclose(onnx_logits, logits[0].numpy(), atol=1e-4, rtol=1e-4)
+        for name, tensor in state._asdict().items():
+            np.testing.assert_allclose(onnx_state[name], tensor.numpy(), atol=1e-4, rtol=1e-4)
+    assert onnx_state["offset"].tolist() == [5 * 8 + 3]
+
+
+def test_onnx_recognizer_gives_the_torch_transcript(exported):
+    student_dir, out = exported
+    student = load_student(student_dir)
+    audio = bench_audio(4.3, seed=1)
+    expected = student.transcribe([audio])[0]
+    assert len(expected) > 20  # a long text, so a divergence would show
+    torch_stream = StreamingRecognizer(student.model, student.tokenizer)
+    onnx_stream = load_onnx_model(out).recognizer()
+    for start in range(0, len(audio), 2_345):  # pieces that straddle chunk boundaries
+        piece = audio[start : start + 2_345]
+        assert onnx_stream.accept(piece) == torch_stream.accept(piece)
+    assert onnx_stream.finalize() == torch_stream.finalize() == expected
+    assert onnx_stream.finalize() == ""  # finalize resets for the next stream
+
+
+def test_int8_is_under_30_percent_of_fp32_and_still_decodes(tmp_path):
+    student = _save(streaming_xs(), tmp_path / "student")
+    export_onnx(student, tmp_path / "onnx", int8=True)
+    fp32 = (tmp_path / "onnx" / "model.onnx").stat().st_size
+    int8 = (tmp_path / "onnx" / "model.int8.onnx").stat().st_size
+    assert int8 <= 0.30 * fp32, f"int8 {int8} bytes is {int8 / fp32:.1%} of fp32 {fp32}"
+    audio = bench_audio(2.0, seed=2)
+    texts = [load_onnx_model(tmp_path / "onnx", int8=q).transcribe([audio])[0] for q in (0, 1)]
+    assert texts[0] and texts[1]
+
+
+def test_bench_cli_writes_every_field(exported, tmp_path, capsys):
+    student_dir, out = exported
+    report_path = tmp_path / "bench.json"
+    argv = ["bench", "--model", str(out), "--backend", "onnx", "--int8", "--threads", "1"]
+    assert main([*argv, "--out", str(report_path), "runs=1"]) == 0
+    report = json.loads(report_path.read_text())
+    assert set(report) == BENCH_FIELDS
+    assert report["model_file"] == "model.int8.onnx" and report["audio_seconds"] == 10.0
+    assert 0 < report["rtf"] < 1 and report["chunk_ms"] == 320
+    assert report["chunk_latency_p50_ms"] <= report["chunk_latency_p99_ms"]
+    printed = capsys.readouterr().out
+    assert printed.rstrip().splitlines()[-1].startswith("onnx int8, 1 thread(s): RTF ")
+    assert json.loads(printed[: printed.rindex("}") + 1]) == report
+    torch_report = run_bench(BenchOptions(model=str(student_dir), backend="torch", runs=1))
+    fp32_report = run_bench(BenchOptions(model=str(out), backend="onnx", runs=1))
+    assert set(torch_report) == BENCH_FIELDS and torch_report["model_file"] == "model.safetensors"
+    assert torch_report["text"] == fp32_report["text"] != ""
+
+
+def test_bench_rejects_a_student_dir_for_onnx(exported):
+    student_dir, _ = exported
+    with pytest.raises(ValueError, match="audiodistill export"):
+        run_bench(BenchOptions(model=str(student_dir), backend="onnx"))
+
+
+def test_edge_path_imports_neither_torch_nor_ray(exported):
+    _, out = exported
+    code = (
+        "import sys\n"
+        "from audiodistill.cli import main\n"
+        f"assert main(['bench', '--model', {str(out)!r}, '--backend', 'onnx', 'runs=1']) == 0\n"
+        "import audiodistill.edge.ctc, audiodistill.edge.features\n"
+        "import audiodistill.edge.recognizer, audiodistill.edge.whisper\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray'))\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "RTF" in result.stdout
+
+
+@pytest.mark.slow
+def test_edge_install_runs_bench_without_torch(exported, tmp_path):
+    """`pip install audiodistill[edge]` into a fresh venv, then bench the int8 export there."""
+    _, out = exported
+    source = tmp_path / "src"  # a copy: pip builds in the source tree
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for package in ("audiodistill", "pipelines", "serve"):
+        shutil.copytree(
+            REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    env_dir = tmp_path / "edge-venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    environ = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", f"{source}[edge]"],
+        check=True,
+        timeout=900,
+        env=environ,
+    )
+    no_torch = subprocess.run([python, "-c", "import torch"], capture_output=True, env=environ)
+    assert no_torch.returncode != 0, "torch is importable in the edge venv"
+    bench = subprocess.run(
+        [env_dir / "bin" / "audiodistill", "bench", "--model", out, "--backend", "onnx"]
+        + ["--int8", "--threads", "1", "runs=1", "--out", tmp_path / "bench.json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environ,
+        cwd=tmp_path,
+    )
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    assert set(json.loads((tmp_path / "bench.json").read_text())) == BENCH_FIELDS
+
+
+def _write_byte_tokenizer(path: Path, vocab_size: int) -> None:
+    """A byte-level tokenizer.json of `vocab_size` single-byte tokens (the first few special)."""
+    from audiodistill.edge.whisper import _bytes_to_unicode
+
+    alphabet = list(_bytes_to_unicode().values())[:vocab_size]
+    special = [{"id": i, "content": f"<|{i}|>", "special": True} for i in range(10)]
+    payload = {"model": {"vocab": {c: i for i, c in enumerate(alphabet)}}, "added_tokens": special}
+    path.write_text(json.dumps(payload))
+
+
+@pytest.fixture(scope="module")
+def whisper_export(tmp_path_factory):
+    """(model, export dir) of a tiny random whisper-distil student, fp32 and int8."""
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=200,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_target_positions=64,
+        decoder_start_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    model = WhisperForConditionalGeneration(config).eval()
+    model.config.student = "whisper-distil"
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        no_timestamps_token_id=3,
+        suppress_tokens=[5, 7],
+        begin_suppress_tokens=[2, 9],
+    )
+    root = tmp_path_factory.mktemp("whisper")
+    model.save_pretrained(root / "student")
+    _write_byte_tokenizer(root / "student" / "tokenizer.json", config.vocab_size)
+    export_onnx(root / "student", root / "onnx", int8=True)
+    return model, root / "onnx"
+
+
+def test_whisper_encoder_and_cached_decoder_match_pytorch(whisper_export):
+    from audiodistill.edge.whisper import OnnxWhisper
+    from audiodistill.students.whisper_distil import encode
+
+    model, out = whisper_export
+    onnx_model = OnnxWhisper(out)
+    features = torch.randn(1, 80, 300)  # 3 s: not Whisper's 30 s window
+    states, cross_keys, cross_values = onnx_model.encoder.run(None, {"features": features.numpy()})
+    tokens = torch.tensor([[1, 3, 17, 42, 99, 4, 150, 8]])
+    with torch.inference_mode():
+        expected_states = encode(model, features)
+        out_full = model(encoder_outputs=(expected_states,), decoder_input_ids=tokens)
+    np.testing.assert_allclose(states, expected_states.numpy(), atol=1e-4, rtol=1e-4)
+    keys = values = np.zeros((2, 1, 2, 0, 16), dtype=np.float32)
+    for start, end in ((0, 2), (2, 3), (3, 4), (4, 8)):  # a prompt, single tokens, a run
+        feeds = {"input_ids": tokens[:, start:end].numpy(), "cross_keys": cross_keys}
+        feeds.update(cross_values=cross_values, past_keys=keys, past_values=values)
+        logits, keys, values = onnx_model.decoder.run(None, feeds)
+        expected = out_full.logits[:, end - 1].numpy()
+        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
+    assert keys.shape == (2, 1, 2, 8, 16)
+
+
+def test_whisper_onnx_greedy_tokens_equal_pytorch(whisper_export):
+    from audiodistill.edge.whisper import OnnxWhisper
+    from audiodistill.students.whisper_distil import encode
+    from audiodistill.whisper_decode import greedy_decode, prompt_ids
+
+    model, out = whisper_export
+    generation = model.generation_config
+    features = torch.randn(1, 80, 200)
+    with torch.inference_mode():
+        expected = greedy_decode(
+            model,
+            encode(model, features),
+            prompt=prompt_ids(generation),
+            eot=2,
+            suppress=generation.suppress_tokens,
+            suppress_begin=generation.begin_suppress_tokens,
+        )[0].token_ids
+    assert OnnxWhisper(out).greedy(features[0].numpy()) == expected
+    assert sorted(p.name for p in out.glob("*.onnx")) == [
+        "decoder.int8.onnx",
+        "decoder.onnx",
+        "encoder.int8.onnx",
+        "encoder.onnx",
+    ]
+    assert OnnxWhisper(out, int8=True).greedy(features[0].numpy())  # int8 decodes too
+
+
+def test_export_cli_rejects_other_directories(exported, capsys):
+    _, out = exported
+    assert_exit = pytest.raises(SystemExit, match="2")
+    with assert_exit:
+        main(["export", "--model", str(out), "--out", str(out.parent / "again")])
+    assert "ONNX export takes streaming or whisper-distil" in capsys.readouterr().err
+
+
+def test_whisper_log_mel_matches_transformers(speech):
+    from transformers import WhisperFeatureExtractor
+
+    from audiodistill.edge.whisper import whisper_log_mel
+    from audiodistill.students.whisper_distil import log_mel
+
+    extractor = WhisperFeatureExtractor()
+    for audio in [speech[1][0], np.zeros(100, np.float32)]:
+        for tail in (5.0, None):
+            expected = log_mel(extractor, [audio], tail)[0].numpy()
+            np.testing.assert_allclose(whisper_log_mel(audio, tail), expected, atol=1e-4)
+
+
+def test_byte_bpe_decoder_matches_the_whisper_tokenizer():
+    from transformers import WhisperTokenizerFast
+
+    from audiodistill.edge.whisper import ByteBPEDecoder
+    from audiodistill.teachers.bundled import bundled_ct2_dir
+
+    path = bundled_ct2_dir() / "tokenizer.json"
+    tokenizer, decoder = WhisperTokenizerFast(tokenizer_file=str(path)), ByteBPEDecoder(path)
+    for text in ("Hello, world! It's 7:30 pm.", " café naïve 東京 — $42.50", ""):
+        ids = tokenizer.encode(text, add_special_tokens=True)  # with <|startoftranscript|>...
+        expected = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        assert decoder.decode(ids) == expected
+
+
+@pytest.mark.slow
+def test_whisper_distil_onnx_transcribes_like_pytorch(hf_teacher_dir, speech, tmp_path):
+    """A student built from the bundled tiny.en: the torch-free runtime gives the same text."""
+    from audiodistill.edge.whisper import OnnxWhisper
+    from audiodistill.students.whisper_distil import (
+        WhisperDistilModel,
+        WhisperDistilOptions,
+        WhisperDistilTask,
+    )
+
+    task = WhisperDistilTask(WhisperDistilOptions(teacher=str(hf_teacher_dir), decoder_layers=2))
+    task.save(task.build(), tmp_path / "student")
+    export_onnx(tmp_path / "student", tmp_path / "onnx", int8=False)
+    clips = speech[1][:3]
+    expected = WhisperDistilModel(tmp_path / "student").transcribe(clips)
+    assert OnnxWhisper(tmp_path / "onnx").transcribe(clips) == expected
