@@ -31,6 +31,9 @@ from audiodistill.vad import EnergyVad, VadOptions
 # features [n, n_mels] and a stream state (None: new stream) -> frame ids, new state
 StepFn = Callable[[np.ndarray, dict | None], Awaitable[tuple[list[int], dict]]]
 TranscribeFn = Callable[[np.ndarray], Awaitable[str]]
+# a session checks for the end of a segment every few VAD frames (3 x 30 ms), however
+# large the pieces a client sends
+SLICE_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Event:
 
     type: str  # "partial" (may change) or "final" (never revised)
     text: str
-    start: float  # the segment's start
+    start: float  # where the segment's speech starts
     end: float  # partial: audio received so far; final: the end of the segment's speech
 
     def to_dict(self) -> dict:
@@ -181,6 +184,7 @@ class OnlineSession:
         self._start = start  # sample where the open segment begins
         self._speech_frames = 0
         self._silence_run = 0  # non-speech frames since the last speech frame
+        self._speech_start: int | None = None  # sample where the segment's speech begins
         self._speech_end = start  # sample after the last speech frame
         self._partial = ""
 
@@ -189,30 +193,51 @@ class OnlineSession:
         return self._speech_frames >= self._min_speech
 
     async def accept(self, pcm: np.ndarray) -> list[Event]:
-        """Feed 16 kHz float32 samples (any count); return the events they caused."""
+        """Feed 16 kHz float32 samples (any count); return the events they caused.
+
+        A large piece is taken a few VAD frames at a time, so a pause inside it still
+        closes a segment where the pause is, not at the end of the piece.
+        """
+        events, text = [], self._partial
+        for piece in self._slices(np.asarray(pcm, dtype=np.float32).ravel()):
+            self._update_vad(piece)
+            text = await self.engine.accept(piece, self._has_speech)
+            open_s = (self.samples - self._start) / SAMPLE_RATE
+            if self._has_speech and (
+                self._silence_run >= self._min_silence or open_s >= self.options.max_segment_s
+            ):
+                events += await self._close(flush=False)
+                text = ""
+            elif not self._has_speech and open_s >= self.options.idle_drop_s:
+                await self.engine.drop_segment()
+                self._open_segment(self.samples)
+                text = ""
+        if self._has_speech and text and text != self._partial:
+            self._partial = text
+            start = self._seconds(self._speech_start)
+            events.append(Event("partial", text, start, self._seconds()))
+        return events
+
+    def _slices(self, pcm: np.ndarray):
+        """`pcm` cut so every slice ends on a VAD frame boundary, SLICE_FRAMES frames at most."""
+        step = SLICE_FRAMES * self._frame
+        first = step - self.samples % step
+        yield pcm[:first]
+        for start in range(first, len(pcm), step):
+            yield pcm[start : start + step]
+
+    def _update_vad(self, pcm: np.ndarray) -> None:
         for speech in self._vad.accept(pcm):
             self._vad_frames += 1
             if speech:
                 self._speech_frames += 1
                 self._silence_run = 0
                 self._speech_end = self._vad_frames * self._frame
+                if self._speech_start is None:
+                    self._speech_start = max(self._speech_end - self._frame, self._start)
             else:
                 self._silence_run += 1
         self.samples += len(pcm)
-        text = await self.engine.accept(pcm, self._has_speech)
-        open_s = (self.samples - self._start) / SAMPLE_RATE
-        if self._has_speech and (
-            self._silence_run >= self._min_silence or open_s >= self.options.max_segment_s
-        ):
-            return await self._close(flush=False)
-        if not self._has_speech and open_s >= self.options.idle_drop_s:
-            await self.engine.drop_segment()
-            self._open_segment(self.samples)
-            return []
-        if self._has_speech and text and text != self._partial:
-            self._partial = text
-            return [Event("partial", text, self._seconds(self._start), self._seconds())]
-        return []
 
     async def finish(self) -> list[Event]:
         """The stream has ended: the last segment's final event, if it had speech."""
@@ -223,7 +248,8 @@ class OnlineSession:
 
     async def _close(self, flush: bool) -> list[Event]:
         text = await self.engine.end_segment(flush)
-        start, end = self._seconds(self._start), self._seconds(max(self._speech_end, self._start))
+        start = self._seconds(self._speech_start)
+        end = self._seconds(max(self._speech_end, self._speech_start))
         if self._silence_run < self._min_silence:  # closed mid-speech: it ends now
             end = self._seconds()
         self._open_segment(self.samples)

@@ -1,9 +1,8 @@
 """A model loaded for serving: whole-clip transcription for every kind, and chunk steps for
 streaming students. Plain Python (no Ray): the Serve deployment in `serve/` wraps one.
 
-Stateless by design: a streaming student's per-stream state travels with each `step` call
-(a few hundred KB), so any replica can serve any chunk of any stream, and replicas can be
-added or removed without losing streams.
+`step` takes and returns each stream's state as arrays, so the object holds no per-stream
+state and many streams share one forward pass.
 """
 
 from __future__ import annotations
@@ -41,7 +40,8 @@ def model_id(spec: str) -> str:
     return path.parent.name if path.name == "model" else path.name
 
 
-def _is_streaming_student(spec: str) -> bool:
+def is_streaming_student(spec: str) -> bool:
+    """Whether `spec` is an exported streaming student directory."""
     config = Path(spec) / "config.json"
     if spec.startswith("teacher:") or not config.is_file():
         return False
@@ -60,7 +60,7 @@ class ServedModel:
 
         torch.set_num_threads(threads)
         self.student = None
-        if _is_streaming_student(spec):
+        if is_streaming_student(spec):
             from audiodistill.students.streaming import frames_per_chunk, load_student
 
             device = "cuda" if torch.cuda.is_available() else "cpu"  # a replica with num_gpus

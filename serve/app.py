@@ -5,9 +5,14 @@
                                                   '-- handle --> ModelDeployment "m2" (batched)
 
 The gateway owns everything per-client: request validation, live-stream sessions
-(audiodistill.online), limits and metrics. Model deployments are stateless and batch across
-requests and streams with `@serve.batch`: whole clips for `transcribe`, one feature chunk
-per stream for `step`. Heavy libraries load in the deployments' constructors.
+(audiodistill.online), limits and metrics. Model deployments are stateless and batch whole
+clips across requests with `@serve.batch` (HTTP uploads, LocalAgreement decodes).
+
+Streaming students also run inside each gateway replica, batched across that replica's
+streams with `@serve.batch`: a stream's encoder state (about 0.3-0.9 MB) then never leaves
+the process. Shipping it to a model replica and back on every 320 ms chunk made step calls
+10x slower at 10 streams on 2 cores (benchmarks/serve_load.py). Scale streams by adding
+gateway replicas. Heavy libraries load in the deployments' constructors.
 """
 
 # no `from __future__ import annotations`: FastAPI must see real types on the ingress methods
@@ -46,7 +51,7 @@ from serve.protocol import (
     parse_control,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("ray.serve")  # lands in the replica's Serve log
 API_KEY_ENV = "AUDIODISTILL_API_KEY"
 
 
@@ -59,9 +64,8 @@ class ModelDeployment:
         from audiodistill.serving import ServedModel
 
         self.model = ServedModel(spec, options.threads, options.chunk_ms)
-        for method in (self.transcribe, self.step):
-            method.set_max_batch_size(options.max_batch_size)
-            method.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
+        self.transcribe.set_max_batch_size(options.max_batch_size)
+        self.transcribe.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
 
     def info(self) -> dict:
         return self.model.info.to_dict()
@@ -69,10 +73,6 @@ class ModelDeployment:
     @serve.batch
     async def transcribe(self, audios: list[np.ndarray]) -> list[str]:
         return await asyncio.to_thread(self.model.transcribe, audios)
-
-    @serve.batch
-    async def step(self, chunks: list[np.ndarray], states: list[dict | None]) -> list[tuple]:
-        return await asyncio.to_thread(self.model.step, chunks, states)
 
 
 class ApiError(Exception):
@@ -103,7 +103,21 @@ async def _invalid_request(request: Request, err: RequestValidationError) -> JSO
 @serve.deployment
 @serve.ingress(app)
 class Gateway:
-    def __init__(self, models: dict[str, DeploymentHandle], options: ServeOptions):
+    def __init__(
+        self,
+        models: dict[str, DeploymentHandle],
+        streaming_specs: dict[str, str],
+        options: ServeOptions,
+    ):
+        from audiodistill.serving import ServedModel
+
+        deployment = options.deployment
+        self.local = {  # streaming students, stepped here so stream state stays in-process
+            mid: ServedModel(spec, deployment.threads, deployment.chunk_ms)
+            for mid, spec in streaming_specs.items()
+        }
+        self._step_streams.set_max_batch_size(deployment.max_batch_size)
+        self._step_streams.set_batch_wait_timeout_s(deployment.batch_wait_ms / 1000)
         self.models = models
         self.default_model = next(iter(models))
         self.options = options
@@ -264,7 +278,7 @@ class Gateway:
             await self._serve_stream(ws)
         except ProtocolError as err:
             status = str(err.code)
-            await self._close(ws, err.code, err.reason, send_error=err.code != CLOSE_POLICY)
+            await self._close(ws, err.code, err.reason, send_error=True)
         except WebSocketDisconnect:
             status = "disconnect"
         except Exception:  # a server bug must end this stream only, never the replica
@@ -369,11 +383,27 @@ class Gateway:
                 self.metrics.final_latency.labels(model).observe(time.perf_counter() - arrived)
             await self._send(ws, e.to_dict())
 
+    @serve.batch
+    async def _step_streams(
+        self, model_ids: list[str], chunks: list[np.ndarray], states: list[dict | None]
+    ) -> list[tuple]:
+        """One chunk of each of many streams, one forward pass per model."""
+        return await asyncio.to_thread(self._run_steps, model_ids, chunks, states)
+
+    def _run_steps(self, model_ids, chunks, states) -> list[tuple]:
+        results: list = [None] * len(chunks)
+        for mid in set(model_ids):
+            rows = [i for i, m in enumerate(model_ids) if m == mid]
+            out = self.local[mid].step([chunks[i] for i in rows], [states[i] for i in rows])
+            for i, result in zip(rows, out, strict=True):
+                results[i] = result
+        return results
+
     def _engine(self, handle: DeploymentHandle, info: ModelInfo):
-        if info.streaming:
+        if info.id in self.local:
 
             async def step(features, state):
-                return await handle.step.remote(features, state)
+                return await self._step_streams(info.id, features, state)
 
             return CtcEngine(step, info.symbols, info.chunk_frames)
 
@@ -405,6 +435,8 @@ def _deployment_options(options: DeploymentOptions) -> dict:
 
 def build_app(options: ServeOptions):
     """The bound application: Gateway + one ModelDeployment per model in options.models."""
+    from audiodistill.serving import is_streaming_student
+
     ids = [model_id(spec) for spec in options.models]
     if len(set(ids)) != len(ids) or not ids:
         raise ValueError(f"models must be a non-empty list with distinct names, got {ids}")
@@ -420,7 +452,12 @@ def build_app(options: ServeOptions):
         num_replicas=options.gateway_replicas,
         ray_actor_options={"num_cpus": options.gateway_cpus},
     )
-    return gateway.bind(models, options)
+    streaming = {
+        mid: spec
+        for mid, spec in zip(ids, options.models, strict=True)
+        if is_streaming_student(spec)
+    }
+    return gateway.bind(models, streaming, options)
 
 
 def start(options: ServeOptions) -> str:

@@ -77,9 +77,10 @@ class ServeOptions:
     # AUDIODISTILL_API_KEY environment variable sets it too)
     api_key: str | None = None
     deployment: DeploymentOptions = field(default_factory=DeploymentOptions)
-    # CPUs Ray reserves for each gateway replica (HTTP, WebSocket sessions, VAD, features)
-    gateway_cpus: float = 0.25
-    # gateway replicas; each keeps its own streams and metrics
+    # CPUs Ray reserves for each gateway replica (HTTP, WebSocket sessions, VAD, features,
+    # and the streaming students' chunk steps, which run in the gateway)
+    gateway_cpus: float = 0.5
+    # gateway replicas; each keeps its own streams and metrics (add them to serve more streams)
     gateway_replicas: int = 1
     limits: LimitOptions = field(default_factory=LimitOptions)
     # endpointing and the LocalAgreement policy for live streams

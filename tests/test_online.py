@@ -166,3 +166,23 @@ def test_local_agreement_final_equals_the_offline_teacher(speech):
     finals = [e for e in events if e.type == "final"]
     assert [f.text for f in finals] == [teacher.transcribe([clips[1]])[0].text.strip()]
     assert len(calls) >= 2  # partial decodes happened before the final one
+
+
+def test_pauses_inside_one_large_piece_still_close_segments(student, speech):
+    _, clips = speech
+    gap = _silence(1.0)
+    audio = np.concatenate([clips[0], gap, clips[1], gap, clips[2]])
+
+    async def run(piece_seconds: float):
+        session = _ctc_session(student)
+        step = int(piece_seconds * SAMPLE_RATE)
+        events = []
+        for i in range(0, len(audio), step):
+            events += await session.accept(audio[i : i + step])
+        return [e for e in events + await session.finish() if e.type == "final"]
+
+    small, large = asyncio.run(run(0.1)), asyncio.run(run(20.0))
+    assert len(small) == 3
+    assert [(f.start, f.end) for f in large] == [(f.start, f.end) for f in small]
+    # a final starts where its speech starts, not where the pause before it began
+    assert small[1].start >= len(clips[0]) / SAMPLE_RATE + 0.5
