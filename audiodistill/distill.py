@@ -1,8 +1,11 @@
 """Distillation training without Ray: options, data prep, batching, one step, dev WER, state.
 
 Student-agnostic: a student plugs in as a `StudentTask` (build, collate, loss, transcribe,
-save, check). `pipelines/distill.py` runs this loop on Ray Train workers; everything a worker
-does per step lives here so it runs and is tested in one process.
+save, check). A student that does not transcribe (the codec student) provides `evaluate` and
+`dev_metric` instead: its own dev metrics, one of them the dev score (lower is better) that
+picks the best checkpoint; for ASR students the dev score is the dev WER.
+`pipelines/distill.py` runs this loop on Ray Train workers; everything a worker does per
+step lives here so it runs and is tested in one process.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from torch import nn
 
 from audiodistill.audio import load_audio
 from audiodistill.filters import FilterOptions, apply_filters
-from audiodistill.labels import read_labels
+from audiodistill.labels import is_codec_run, read_labels
 from audiodistill.metrics import corpus_wer
+from audiodistill.students.codec import CodecOptions
 from audiodistill.students.streaming_task import StreamingOptions
 from audiodistill.students.whisper_distil import WhisperDistilOptions
 from audiodistill.testing.fake_student import FakeStudentOptions
@@ -123,7 +127,7 @@ class DataOptions:
 
 @dataclass(frozen=True)
 class DistillOptions:
-    # which student: "whisper-distil", "streaming", or "fake" (tests)
+    # which student: "whisper-distil", "streaming", "codec", or "fake" (tests)
     student: str = "streaming"
     # run directory: ray/ (checkpoints), model/ (export), config.yaml, metrics.jsonl
     out: str = "runs/distill/streaming"
@@ -137,6 +141,8 @@ class DistillOptions:
     whisper_distil: WhisperDistilOptions = field(default_factory=WhisperDistilOptions)
     # options of the "fake" student (tests and dry runs)
     fake: FakeStudentOptions = field(default_factory=FakeStudentOptions)
+    # options of the "codec" student (a smaller codec distilled from a codec teacher)
+    codec: CodecOptions = field(default_factory=CodecOptions)
 
 
 # what distillation reads from a pseudo-label run (see audiodistill/labels.py SCHEMA)
@@ -144,6 +150,8 @@ REQUIRED_COLUMNS = (
     "id", "audio", "duration", "split", "reference", "text", "token_ids", "topk_ids",
     "topk_logprobs", "avg_logprob", "no_speech_prob", "compression_ratio", "wer", "error",
 )  # fmt: skip
+# what codec distillation reads from a codec pseudo-label run (audiodistill/labels.py)
+CODEC_REQUIRED_COLUMNS = ("id", "audio", "duration", "split", "codes", "latents", "error")
 
 
 def load_training_rows(options: DataOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -162,7 +170,7 @@ def load_training_rows(options: DataOptions) -> tuple[pd.DataFrame, pd.DataFrame
             f"{options.labels}: no rows in split {options.train_split!r} (splits present: "
             f"{splits}); set data.train_split (null: every row not in data.dev_split)"
         )
-    kept, dropped = apply_filters(candidates, options.filters)
+    kept, dropped = _filter(candidates, options.filters)
     dropped["no_audio_file"] = int((kept["audio"].fillna("") == "").sum())
     dropped["too_long"] = int((kept["duration"] > options.max_duration).sum())
     kept = kept[(kept["audio"].fillna("") != "") & (kept["duration"] <= options.max_duration)]
@@ -184,13 +192,22 @@ def _read_run(run_dir: Path) -> pd.DataFrame:
         labels = read_labels(run_dir)
     except FileNotFoundError as err:
         raise DataError(str(err)) from err
-    missing = [c for c in REQUIRED_COLUMNS if c not in labels.columns]
+    required = CODEC_REQUIRED_COLUMNS if is_codec_run(labels) else REQUIRED_COLUMNS
+    missing = [c for c in required if c not in labels.columns]
     if missing:
         raise DataError(
             f"{run_dir}: pseudo-label shards lack column(s) {', '.join(missing)}; "
             "they were written by another tool or version (relabel with `pseudo-label`)"
         )
     return labels
+
+
+def _filter(rows: pd.DataFrame, options: FilterOptions) -> tuple[pd.DataFrame, dict]:
+    """The ASR filters; codec labels have no transcript to judge, only failed rows drop."""
+    if not is_codec_run(rows):
+        return apply_filters(rows, options)
+    failed = rows["error"].notna()
+    return rows[~failed].reset_index(drop=True), {"failed": int(failed.sum())}
 
 
 def _with_extra_runs(train: pd.DataFrame, runs: Sequence[str]) -> pd.DataFrame:
@@ -213,6 +230,8 @@ def _dev_rows(labels: pd.DataFrame, options: DataOptions) -> pd.DataFrame:
     quality does not matter), else the pseudo-label, kept only if it passes the filters."""
     dev = labels[(labels["split"] == options.dev_split) & labels["error"].isna()]
     dev = dev[dev["audio"].fillna("") != ""]
+    if is_codec_run(dev):  # scored against the audio itself: no reference text needed
+        return dev.sort_values("id").reset_index(drop=True)
     has_ref = dev["reference"].fillna("").str.strip() != ""
     kept_ids = set(apply_filters(dev[~has_ref], options.filters)[0]["id"])
     dev = dev[has_ref | dev["id"].isin(kept_ids)].copy()
@@ -229,6 +248,8 @@ def training_row(record: dict[str, Any]) -> dict[str, Any]:
     def ints(values) -> list[int]:
         return [int(v) for v in items(values)]
 
+    if "codes" in record:
+        return _codec_training_row(record)
     row = {
         "id": str(record["id"]),
         "audio": str(record["audio"]),
@@ -241,6 +262,18 @@ def training_row(record: dict[str, Any]) -> dict[str, Any]:
     if "reference" in record:
         row["reference"] = str(record["reference"] or "")
     return row
+
+
+def _codec_training_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A codec label row: codes [n_q][T] ints, latents [D][T] floats (or None)."""
+    latents = record.get("latents")
+    return {
+        "id": str(record["id"]),
+        "audio": str(record["audio"]),
+        "duration": float(record["duration"]),
+        "codes": [[int(c) for c in row] for row in record["codes"]],
+        "latents": None if latents is None else [[float(x) for x in row] for row in latents],
+    }
 
 
 def with_audio(rows: Sequence[dict]) -> list[dict]:
@@ -345,11 +378,19 @@ def train_step(
 def evaluate(
     model: nn.Module, task: StudentTask, dev_rows: Sequence[dict], batch_size: int = 16
 ) -> dict[str, float]:
-    """Corpus WER (the project's one normalization) of the student on rows with audio loaded.
+    """Dev metrics of the student on rows with audio loaded, and `dev_score` among them: the
+    task's own (`task.evaluate`, scored by `task.dev_metric`) where it has them, else corpus
+    WER (the project's one normalization) of its transcripts.
 
     Runs the unwrapped module: a DDP forward on one worker alone would wait for the others.
     """
     module = getattr(model, "module", model)
+    if hasattr(task, "evaluate"):
+        was_training = module.training
+        with torch.no_grad():
+            metrics = task.evaluate(module, dev_rows)
+        module.train(was_training)
+        return metrics | {"dev_score": metrics[task.dev_metric]}
     was_training = module.training
     module.eval()
     start = time.perf_counter()
@@ -362,6 +403,7 @@ def evaluate(
     counts = corpus_wer([r["reference"] for r in dev_rows], hypotheses)
     return {
         "dev_wer": counts.wer,
+        "dev_score": counts.wer,
         "dev_utterances": float(len(dev_rows)),
         "dev_seconds": time.perf_counter() - start,
     }
@@ -372,15 +414,15 @@ class TrainState:
     """Progress that a checkpoint carries besides weights, optimizer and schedule."""
 
     step: int = 0  # optimizer steps done
-    best_wer: float = math.inf  # best dev WER so far
+    best_wer: float = math.inf  # best dev score so far (dev WER for ASR students)
     best_step: int = 0  # the step it was reached at
     bad_evals: int = 0  # evaluations in a row without a new best
     stopped: bool = False  # early-stopped: reruns of this run do not train further
 
-    def record_eval(self, dev_wer: float, patience: int) -> None:
+    def record_eval(self, dev_score: float, patience: int) -> None:
         """Update the best, and stop after `patience` evaluations without one (0: never)."""
-        if dev_wer < self.best_wer:
-            self.best_wer, self.best_step, self.bad_evals = dev_wer, self.step, 0
+        if dev_score < self.best_wer:
+            self.best_wer, self.best_step, self.bad_evals = dev_score, self.step, 0
         else:
             self.bad_evals += 1
         self.stopped = patience > 0 and self.bad_evals >= patience

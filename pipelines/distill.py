@@ -15,8 +15,9 @@ snapshot of the checkpoint list. When a worker dies, the controller restarts the
 group (FailureConfig.max_failures times) and `ray.train.get_checkpoint()` returns the latest
 checkpoint. When the whole job is rerun with the same `out`, the new controller finds the
 snapshot under the same name and storage path and restores it the same way, so the step
-count continues. Keeping the best (by dev WER) and the latest checkpoint is CheckpointConfig's
-num_to_keep with dev_wer as the score: Ray never deletes the latest.
+count continues. Keeping the best (by dev score: dev WER, or a non-ASR student's own dev
+metric) and the latest checkpoint is CheckpointConfig's num_to_keep with dev_score as the
+score: Ray never deletes the latest.
 
 Multi-node: `out`, the labels and the audio must be on storage every node sees.
 """
@@ -79,6 +80,7 @@ def run(options: DistillOptions) -> dict[str, Any]:
         "early_stopped": bool(result.metrics.get("stopped", False)),
         "best_step": int(metrics.get("step", 0)),
         "best_dev_wer": metrics.get("dev_wer"),
+        "best_dev_score": metrics.get("dev_score"),
         "samples_per_s": result.metrics.get("samples_per_s"),
         "train_utterances": len(train_rows),
         "dev_utterances": len(dev_rows),
@@ -143,7 +145,7 @@ def _fit(options: DistillOptions, out: Path, train_rows, dev_rows):
             storage_path=str(out / "ray"),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=train.keep_checkpoints,
-                checkpoint_score_attribute="dev_wer" if train.eval_every > 0 else None,
+                checkpoint_score_attribute="dev_score" if train.eval_every > 0 else None,
                 checkpoint_score_order="min",
             ),
             failure_config=FailureConfig(max_failures=train.max_failures),
@@ -153,12 +155,12 @@ def _fit(options: DistillOptions, out: Path, train_rows, dev_rows):
     return trainer.fit()
 
 
-def _best_checkpoint(result, by_dev_wer: bool):
-    """(checkpoint, its metrics): lowest dev WER (earliest on a tie), else the latest."""
+def _best_checkpoint(result, by_dev_score: bool):
+    """(checkpoint, its metrics): lowest dev score (earliest on a tie), else the latest."""
     kept = result.best_checkpoints or []
-    scored = [(c, m) for c, m in kept if math.isfinite(m.get("dev_wer", math.inf))]
-    if by_dev_wer and scored:
-        return min(scored, key=lambda cm: (cm[1]["dev_wer"], cm[1]["step"]))
+    scored = [(c, m) for c, m in kept if math.isfinite(m.get("dev_score", math.inf))]
+    if by_dev_score and scored:
+        return min(scored, key=lambda cm: (cm[1]["dev_score"], cm[1]["step"]))
     if result.checkpoint is None:
         raise RuntimeError("training reported no checkpoint")
     latest = [m for c, m in kept if c.path == result.checkpoint.path]
@@ -210,11 +212,11 @@ def train_worker(config: dict[str, Any]) -> None:
             record |= meter.flush(state.step, train.max_steps)
         if train.eval_every > 0 and (state.step % train.eval_every == 0 or last):
             record |= _broadcast(evaluate(model, task, dev) if rank == 0 else None)
-            state.record_eval(record["dev_wer"], train.early_stop_patience)
-            record |= {"best_dev_wer": state.best_wer, "best_step": state.best_step}
+            state.record_eval(record["dev_score"], train.early_stop_patience)
+            record |= {"best_dev_score": state.best_wer, "best_step": state.best_step}
         if len(record) > 1:
             metrics.write(record)
-        if "dev_wer" in record or state.step % train.checkpoint_every == 0 or last:
+        if "dev_score" in record or state.step % train.checkpoint_every == 0 or last:
             record |= {"stopped": state.stopped}
             _report(record, model, optimizer, scheduler, state, rank)
             meter.restart()  # evaluation and checkpoint time is not training throughput
@@ -250,8 +252,8 @@ def _report(record: dict, model, optimizer, scheduler, state: TrainState, rank: 
     """Checkpoint through ray.train.report: a barrier every worker calls; rank 0 saves."""
     import ray.train
 
-    # checkpoints without a fresh dev WER score worst, so num_to_keep deletes them first
-    metrics = {"dev_wer": math.inf, **record}
+    # checkpoints without a fresh dev score score worst, so num_to_keep deletes them first
+    metrics = {"dev_score": math.inf, **record}
     if rank != 0:
         ray.train.report(metrics)
         return
@@ -353,11 +355,11 @@ class MetricsLog:
                 record["audio_seconds_per_s"],
                 record["eta_s"],
             )
-        if "dev_wer" in record:
+        if "dev_score" in record:
             log.info(
-                "step %d dev WER %.4f (best %.4f at step %d)",
+                "step %d dev score %.4f (best %.4f at step %d)",
                 record["step"],
-                record["dev_wer"],
-                record["best_dev_wer"],
+                record["dev_score"],
+                record["best_dev_score"],
                 record["best_step"],
             )

@@ -14,7 +14,7 @@ from typing import Any
 from audiodistill.config import ConfigError
 from audiodistill.distill import DistillOptions, StudentTask
 
-STUDENTS = ("streaming", "whisper-distil", "fake")  # kinds build_task knows
+STUDENTS = ("streaming", "whisper-distil", "codec", "fake")  # kinds build_task knows
 
 
 def build_task(options: DistillOptions) -> StudentTask:
@@ -31,11 +31,16 @@ def build_task(options: DistillOptions) -> StudentTask:
         from audiodistill.students.streaming_task import StreamingTask
 
         return StreamingTask(options.streaming)
+    if options.student == "codec":
+        from audiodistill.students.codec import CodecTask
+
+        return CodecTask(options.codec)
     raise ConfigError(f"student: unknown kind {options.student!r} (known: {', '.join(STUDENTS)})")
 
 
 def load_model(path: str | Path) -> Any:
-    """An exported student, ready for inference (its `transcribe(audios) -> list[str]`)."""
+    """An exported student, ready for inference: ASR students `transcribe(audios) -> list[str]`,
+    codec students `encode(audio) -> codes` and `decode(codes) -> audio`."""
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{path}: not an exported student (no config.json)")
@@ -52,4 +57,8 @@ def load_model(path: str | Path) -> Any:
         from audiodistill.students.streaming import load_student
 
         return load_student(path)
+    if kind == "codec":
+        from audiodistill.students.codec import load_student as load_codec_student
+
+        return load_codec_student(path)
     raise ValueError(f"{config_path}: unknown student kind {kind!r} (known: {', '.join(STUDENTS)})")

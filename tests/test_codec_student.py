@@ -1,0 +1,294 @@
+"""The codec student: losses, metrics, the task on real codec labels, export and the Ray job.
+
+The teacher is a tiny random-init EnCodec (save_tiny_codec). Its codebooks start all zero
+(transformers initialises them so; real ones come from k-means), which would make every code
+0, so `teacher_dir` fills them from the encoder's own latents first, as k-means init does.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import audiodistill
+from audiodistill import codec_losses, codec_metrics
+from audiodistill.audio import SAMPLE_RATE, save_wav
+from audiodistill.config import load_config
+from audiodistill.distill import (
+    DataOptions,
+    DistillOptions,
+    TrainOptions,
+    evaluate,
+    load_training_rows,
+    make_optimizer,
+    train_step,
+    training_row,
+    with_audio,
+)
+from audiodistill.labelling import label_shard
+from audiodistill.manifest import Utterance
+from audiodistill.students.codec import CodecModel, CodecOptions, CodecTask
+from audiodistill.students.registry import build_task
+from audiodistill.teachers import TeacherOptions, build_teacher
+from audiodistill.testing.codecs import save_tiny_codec
+
+
+def _clip(i: int, rng, seconds: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    tone = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * np.exp(-2 * t)
+    return (tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A tiny EnCodec whose codebooks are residual samples of its own latents."""
+    from transformers import EncodecModel
+
+    path = save_tiny_codec("encodec", tmp_path_factory.mktemp("codec") / "tiny-encodec")
+    model = EncodecModel.from_pretrained(path).eval()
+    rng = np.random.default_rng(0)
+    audio = torch.from_numpy(np.concatenate([_clip(i, rng, 1.0) for i in range(4)]))
+    with torch.no_grad():
+        residual = model.encoder(audio[None, None])[0].t()  # [frames, D]
+        for layer in model.quantizer.layers:
+            picks = torch.from_numpy(rng.choice(len(residual), 64, replace=False))
+            layer.codebook.embed.copy_(residual[picks])
+            residual = residual - layer.codebook.decode(layer.codebook.encode(residual))
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def labels_dir(teacher_dir, tmp_path_factory):
+    """Codec pseudo-labels of 8 clips (6 train, 2 dev), written as the labelling job does."""
+    root = tmp_path_factory.mktemp("codec_labels")
+    rng = np.random.default_rng(1)
+    utterances = []
+    for i in range(8):
+        save_wav(root / f"c{i}.wav", _clip(i, rng))
+        split = "dev" if i >= 6 else "train"
+        utterances.append(Utterance(f"c{i}", str(root / f"c{i}.wav"), split=split))
+    teacher = build_teacher(TeacherOptions(backend="codec", model=str(teacher_dir)))
+    label_shard(teacher, utterances, root / "labels", 0)
+    return root / "labels"
+
+
+@pytest.fixture(scope="module")
+def rows(labels_dir):
+    train, dev = load_training_rows(DataOptions(labels=str(labels_dir)))
+    return tuple(
+        with_audio([training_row(r) for r in df.to_dict(orient="records")]) for df in (train, dev)
+    )
+
+
+def _task(teacher_dir, **kw) -> CodecTask:
+    return CodecTask(CodecOptions(teacher=str(teacher_dir), size="tiny", **kw))
+
+
+# --- losses -------------------------------------------------------------------------------
+
+
+def test_latent_mse_ignores_padding():
+    teacher = torch.randn(2, 4, 5)
+    student = teacher.clone()
+    student[1, :, 3:] += 100.0  # padding frames of the second item
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    assert codec_losses.latent_mse(student, teacher, mask) == 0.0
+    assert codec_losses.latent_mse(student + 1.0, teacher, mask) == pytest.approx(1.0)
+
+
+def test_code_logits_pick_what_the_residual_quantizer_picks(teacher_dir):
+    from transformers import EncodecModel
+
+    model = EncodecModel.from_pretrained(teacher_dir).eval()
+    with torch.no_grad():
+        latents = model.encoder(torch.from_numpy(_clip(3, np.random.default_rng(2)))[None, None])
+        codes = model.quantizer.encode(latents).transpose(0, 1)  # [1, n_q, T]
+    codebooks = torch.stack([layer.codebook.embed for layer in model.quantizer.layers])
+    logits = codec_losses.residual_code_logits(latents, codebooks, codes)
+    assert logits.shape == (1, 2, codes.shape[2], 64)
+    assert torch.equal(logits.argmax(-1), codes)  # teacher forcing on its own codes
+    mask = torch.ones(1, codes.shape[2], dtype=torch.bool)
+    sure = codec_losses.code_cross_entropy(logits * 100, codes, mask)
+    wrong = codec_losses.code_cross_entropy(logits * 100, (codes + 1) % 64, mask)
+    assert sure < 0.5 * math.log(64) < wrong  # near-duplicate entries keep "sure" above 0
+
+
+def test_spectral_loss_is_zero_on_a_match_and_ignores_padding():
+    target = torch.randn(2, 6000)
+    mask = torch.ones(2, 6000, dtype=torch.bool)
+    mask[1, 4000:] = False
+    estimate = target.clone()
+    estimate[1, 4000:] = torch.randn(2000)  # differs only on padding
+    assert codec_losses.multi_resolution_spectral_loss(estimate, target, mask, 24_000) == 0.0
+    louder = codec_losses.multi_resolution_spectral_loss(2 * target, target, mask, 24_000)
+    assert louder > 0.5  # log magnitudes differ by log 2 where there is signal
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def test_si_sdr_matches_a_known_snr_and_ignores_scale():
+    rng = np.random.default_rng(0)
+    signal = rng.standard_normal(SAMPLE_RATE)
+    noise = rng.standard_normal(SAMPLE_RATE)
+    noise *= np.sqrt(np.sum(signal**2) / np.sum(noise**2) / 10 ** (10 / 10))  # 10 dB SNR
+    assert codec_metrics.si_sdr(signal, signal) > 100
+    assert codec_metrics.si_sdr(signal, signal + noise) == pytest.approx(10.0, abs=0.3)
+    assert codec_metrics.si_sdr(signal, 0.5 * (signal + noise)) == pytest.approx(
+        codec_metrics.si_sdr(signal, signal + noise)
+    )
+
+
+def test_stoi_and_mel_distance_rank_clean_above_noisy():
+    rng = np.random.default_rng(0)
+    speechlike = np.concatenate([_clip(i, rng) for i in range(6)]).astype(np.float64)
+    noisy = speechlike + 0.3 * rng.standard_normal(len(speechlike))
+    assert codec_metrics.stoi(speechlike, speechlike) == pytest.approx(1.0, abs=1e-6)
+    assert codec_metrics.stoi(speechlike, noisy) < 0.9
+    assert codec_metrics.mel_distance(speechlike, speechlike) == 0.0
+    assert codec_metrics.mel_distance(speechlike, noisy) > 0.5
+    longer = np.concatenate([speechlike, np.zeros(300)])  # a codec's whole-frame padding
+    assert codec_metrics.mel_distance(speechlike, longer) == 0.0
+
+
+def test_bitrate_agreement_parameters_and_rtf():
+    assert codec_metrics.bitrate(8, 1024, 75.0) == 6000.0  # EnCodec 24 kHz at 6 kbps
+    codes = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    other = codes.copy()
+    other[1, :2] = 0
+    assert codec_metrics.code_agreement(codes, other) == 0.75
+    assert codec_metrics.code_agreement(codes, other[:, :2]) == 0.5  # common frames only
+    assert codec_metrics.parameters(torch.nn.Linear(3, 2)) == 8
+    threads = torch.get_num_threads()
+    rtf = codec_metrics.roundtrip_rtf(lambda a: a * 2, [np.zeros(SAMPLE_RATE, np.float32)])
+    assert 0 < rtf < 0.1 and torch.get_num_threads() == threads
+
+
+# --- the task -----------------------------------------------------------------------------
+
+
+def test_codec_labels_load_as_training_rows(rows, labels_dir):
+    train, dev = rows
+    assert len(train) == 6 and [r["id"] for r in dev] == ["c6", "c7"]
+    row = train[0]
+    frames = math.ceil(row["duration"] * 75)
+    assert np.array(row["codes"]).shape == (2, frames) and len(row["latents"]) == 16
+    assert len(set(np.concatenate([np.ravel(r["codes"]) for r in train]))) > 5  # not degenerate
+
+
+def test_collate_pads_to_whole_frames(teacher_dir, rows):
+    task = _task(teacher_dir)
+    batch = task.collate(rows[0][:3])
+    frames = batch["codes"].shape[2]
+    assert batch["audio"].shape == (3, 1, frames * 320)
+    assert batch["teacher_audio"].shape == (3, frames * 320)
+    assert batch["latents"].shape == (3, 16, frames)
+    assert batch["frame_mask"].sum(1).tolist() == [len(r["codes"][0]) for r in rows[0][:3]]
+    assert len(task._teacher_audio) == 3  # decoded once, then cached
+
+
+def test_student_is_smaller_and_starts_from_the_teachers_codebooks(teacher_dir):
+    task = _task(teacher_dir)
+    model = task.build()
+    teacher = task.teacher.model
+    assert codec_metrics.parameters(model) < 0.3 * codec_metrics.parameters(teacher)
+    assert torch.equal(
+        model.codebooks(2), torch.stack([la.codebook.embed for la in teacher.quantizer.layers])
+    )
+    narrow = _task(teacher_dir, latent_dim=8).build()
+    assert isinstance(narrow.proj, torch.nn.Linear) and narrow.proj.out_features == 16
+
+
+def test_twenty_steps_reduce_every_loss_and_the_dev_score(teacher_dir, rows):
+    train, dev = rows
+    task = _task(teacher_dir)
+    torch.manual_seed(0)
+    model = task.build()
+    optimizer, scheduler = make_optimizer(
+        model, TrainOptions(lr=3e-3, warmup_steps=1, max_steps=20)
+    )
+    batch = task.collate(train)
+    before = evaluate(model, task, dev)
+    first = train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
+    for _ in range(19):
+        last = train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
+    after = evaluate(model, task, dev)
+    assert last["loss"] < 0.7 * first["loss"] and last["skipped"] == 0.0
+    assert last["code_ce"] < first["code_ce"] and last["spectral"] < first["spectral"]
+    assert after["dev_score"] == after["dev_mel_distance"] < before["dev_mel_distance"]
+    assert 0.0 <= after["dev_code_agreement"] <= 1.0
+    assert after["dev_teacher_decoded_mel_distance"] > 0 and after["dev_utterances"] == 2
+
+
+def test_check_rejects_labels_of_another_teacher(teacher_dir, labels_dir, tmp_path):
+    train, _ = load_training_rows(DataOptions(labels=str(labels_dir)))
+    _task(teacher_dir).check(train)
+    other = save_tiny_codec("encodec", tmp_path / "tiny-encodec", seed=1)
+    with pytest.raises(ValueError, match="not from codec.teacher"):
+        _task(other).check(train)
+    with pytest.raises(ValueError, match="codec pseudo-labels"):
+        _task(teacher_dir).check(train.drop(columns=["codes"]))
+
+
+def test_export_loads_through_the_registry_and_as_a_codec(teacher_dir, rows, tmp_path):
+    options = load_config(
+        DistillOptions,
+        overrides=["student=codec", f"codec.teacher={teacher_dir}", "codec.size=tiny"],
+    )
+    task = build_task(options)
+    model = task.build().eval()
+    task.save(model, tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["student"] == "codec" and config["distilled_from"] == "tiny-encodec"
+    loaded = audiodistill.load_model(tmp_path / "model")
+    assert isinstance(loaded, CodecModel) and loaded.bitrate() == 900.0
+    audio = rows[1][0]["audio"]
+    mine = CodecModel(model.codec, 24_000)
+    np.testing.assert_array_equal(loaded.encode(audio), mine.encode(audio))
+    assert abs(len(loaded.roundtrip(audio)) - len(audio)) < 320
+    # the export is an ordinary transformers codec: the codec teacher loads it too
+    as_teacher = build_teacher(TeacherOptions(backend="codec", model=str(tmp_path / "model")))
+    np.testing.assert_array_equal(as_teacher.encode([audio])[0].codes, loaded.encode(audio))
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # ~45 s on 2 busy cores, most of it Ray Train's start-up
+def test_codec_student_runs_through_the_ray_job(teacher_dir, labels_dir, tmp_path):
+    import ray
+
+    from pipelines.distill import run
+
+    out = tmp_path / "run"
+    options = load_config(
+        DistillOptions,
+        overrides=[
+            "student=codec", f"out={out}", f"data.labels={labels_dir}",
+            f"codec.teacher={teacher_dir}", "codec.size=tiny", "train.batch_size=3",
+            "train.workers=2", "train.max_steps=4", "train.eval_every=2",
+            "train.checkpoint_every=2", "train.warmup_steps=1", "train.log_every=2",
+        ],
+    )  # fmt: skip
+    ray.init(num_cpus=2, log_to_driver=False)
+    try:
+        summary = run(options)
+    finally:
+        ray.shutdown()
+    assert summary["steps"] == 4 and summary["best_dev_wer"] is None
+    assert summary["best_dev_score"] > 0 and summary["train_utterances"] == 6
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("dev_code_agreement" in r for r in records)
+    assert isinstance(audiodistill.load_model(out / "model"), CodecModel)
+
+
+def test_score_compares_a_codec_with_its_teacher(teacher_dir, rows):
+    teacher = CodecModel.from_pretrained(teacher_dir)
+    audios = [r["audio"] for r in rows[1]]
+    alone = codec_metrics.score(teacher, audios)
+    against_itself = codec_metrics.score(teacher, audios, teacher)
+    assert set(alone) == {"mel_distance", "si_sdr", "stoi", "bitrate", "rtf", "parameters"}
+    assert against_itself["code_agreement"] == 1.0
+    assert against_itself["teacher_decoded_mel_distance"] == pytest.approx(alone["mel_distance"])
+    assert alone["bitrate"] == 900.0 and alone["parameters"] > 0
