@@ -3,6 +3,7 @@
 No pretrained codec can be downloaded here, so tests build these from config classes
 (offline), `save_pretrained` them and load them back through the real teacher code.
 Each has 2 codebooks of 64 entries and a few channels: seconds to build, milliseconds to run.
+The EnCodec one gets codebooks sampled from its own latents (random init leaves them zero).
 """
 
 from __future__ import annotations
@@ -63,7 +64,29 @@ def save_tiny_codec(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     config = tiny_codec_config(family)
     torch.manual_seed(seed)
     model = AutoModel.from_config(config).eval()
+    if family == "encodec":
+        _fill_encodec_codebooks(model, seed)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     EncodecFeatureExtractor(sampling_rate=config.sampling_rate).save_pretrained(out_dir)
     return out_dir
+
+
+def _fill_encodec_codebooks(model, seed: int) -> None:
+    """EnCodec's codebooks start all zero (every code would be 0); fill each one with
+    samples of the residual it quantizes, from the encoder's own latents of decaying tones
+    and noise, so codes vary with the audio as a trained codec's do."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(model.config.sampling_rate) / model.config.sampling_rate
+    clips = [0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * np.exp(-2 * t) for i in range(4)]
+    audio = np.concatenate(clips) + 0.02 * rng.standard_normal(len(clips) * len(t))
+    with torch.no_grad():
+        residual = model.encoder(torch.from_numpy(audio).float()[None, None])[0].t()  # [T, D]
+        for layer in model.quantizer.layers:
+            size = layer.codebook.embed.shape[0]
+            picks = torch.from_numpy(rng.choice(len(residual), size, replace=False))
+            layer.codebook.embed.copy_(residual[picks])
+            residual = residual - layer.codebook.decode(layer.codebook.encode(residual))
