@@ -94,9 +94,9 @@ def test_streaming_student_runs_through_the_job(labels_dir, tmp_path, ray_sessio
     assert isinstance(model.transcribe([np.zeros(8000, np.float32)])[0], str)
 
 
-def test_killed_worker_restores_from_checkpoint_and_finishes(labels_dir, tmp_path, ray_session):
-    from ray.util.state import list_actors
-
+def test_killed_worker_restores_from_checkpoint_and_finishes(
+    labels_dir, tmp_path, ray_session, alive_actors
+):
     out = tmp_path / "run"
     options = _options(
         labels_dir, out, "train.max_steps=40", "fake.seconds_per_step=0.1", "train.max_failures=1"
@@ -107,9 +107,9 @@ def test_killed_worker_restores_from_checkpoint_and_finishes(labels_dir, tmp_pat
     deadline = time.time() + 120
     while not _logged_step(out, 15) and time.time() < deadline:
         time.sleep(0.1)
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    workers = alive_actors("RayTrainWorker")
     assert len(workers) == 2, "the training workers were not found alive"
-    os.kill(workers[-1].pid, signal.SIGKILL)
+    os.kill(workers[-1]["pid"], signal.SIGKILL)
     job.join(timeout=150)
     assert not job.is_alive(), "the run did not finish after losing a worker"
     assert result["steps"] == 40

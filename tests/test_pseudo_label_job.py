@@ -87,7 +87,7 @@ def test_rerun_redoes_only_missing_shards(corpus, tmp_path, ray_session):
         run(_options(corpus, out, limit=10), progress=False)
 
 
-def test_lost_node_loses_and_duplicates_nothing(corpus, tmp_path, ray_session):
+def test_lost_node_loses_and_duplicates_nothing(corpus, tmp_path, ray_session, alive_actors):
     """Two actors on separate nodes; one node dies mid-run; its shard is redone elsewhere."""
     import ray
     from ray.cluster_utils import Cluster
@@ -105,7 +105,8 @@ def test_lost_node_loses_and_duplicates_nothing(corpus, tmp_path, ray_session):
         while not finished_shards(out) and time.time() < deadline:
             time.sleep(0.2)
         assert finished_shards(out), "no shard finished before the node was killed"
-        busy = [n for n in nodes if _has_actor(n)]
+        actor_nodes = {a["node_id"] for a in alive_actors()}
+        busy = [n for n in nodes if n.node_id in actor_nodes]
         cluster.remove_node(busy[0] if busy else nodes[0])
         job.join(timeout=240)
         assert not job.is_alive(), "job did not finish after losing a node"
@@ -114,12 +115,3 @@ def test_lost_node_loses_and_duplicates_nothing(corpus, tmp_path, ray_session):
     finally:
         ray.shutdown()
         cluster.shutdown()
-
-
-def _has_actor(node) -> bool:
-    """Whether this node runs one of the job's actors (node-local worker processes)."""
-    import ray
-
-    node_id = node.node_id
-    actors = ray.util.state.list_actors(filters=[("state", "=", "ALIVE")])
-    return any(a.node_id == node_id for a in actors)
