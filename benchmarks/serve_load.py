@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frame-ms", type=int, default=100, help="audio per WebSocket frame")
     p.add_argument("--stagger", type=float, default=1.0, help="streams start within this, s")
     p.add_argument("--threads", type=int, default=1, help="inference threads per replica")
+    p.add_argument("--gateway-replicas", type=int, default=1, help="gateway replicas")
     p.add_argument("--keep-going", action="store_true", help="run every N even after a miss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/serve_load.json", help="JSON results")
@@ -321,7 +322,12 @@ def serve_models(args) -> tuple[str, list[str], ServeOptions]:
         )
     if args.teacher:
         specs.append(TEACHER)
-    options = ServeOptions(models=tuple(specs), port=free_port(), blocking=False)
+    options = ServeOptions(
+        models=tuple(specs),
+        port=free_port(),
+        blocking=False,
+        gateway_replicas=args.gateway_replicas,
+    )
     options = replace(options, deployment=replace(options.deployment, threads=args.threads))
     return start(options), specs, options
 

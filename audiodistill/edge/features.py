@@ -65,12 +65,14 @@ def mel_filterbank() -> np.ndarray:
     return weights.T
 
 
+HANN_WINDOW = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic, float64
+
+
 def dft_matrices() -> tuple[np.ndarray, np.ndarray]:
     """Periodic-Hann-windowed real DFT as two [N_FFT, N_BINS] float64 matrices (cos, sin)."""
     n = np.arange(N_FFT)
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / N_FFT)
     angle = 2.0 * np.pi * np.outer(n, np.arange(N_BINS)) / N_FFT  # [N_FFT, N_BINS]
-    return window[:, None] * np.cos(angle), window[:, None] * np.sin(angle)
+    return HANN_WINDOW[:, None] * np.cos(angle), HANN_WINDOW[:, None] * np.sin(angle)
 
 
 DFT_COS, DFT_SIN = dft_matrices()

@@ -42,13 +42,15 @@ __all__ = [
     "num_frames",
 ]
 
-_TORCH_CACHE: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+_TORCH_CACHE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _torch_matrices(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _torch_window_and_mel(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     if device not in _TORCH_CACHE:
-        matrices = (edge.DFT_COS, edge.DFT_SIN, edge.MEL)
-        _TORCH_CACHE[device] = tuple(torch.from_numpy(m).to(device) for m in matrices)
+        _TORCH_CACHE[device] = (
+            torch.from_numpy(edge.HANN_WINDOW).to(device),
+            torch.from_numpy(edge.MEL).to(device),
+        )
     return _TORCH_CACHE[device]
 
 
@@ -56,13 +58,15 @@ def log_mel(audio: torch.Tensor) -> torch.Tensor:
     """[..., S] float audio at 16 kHz -> [..., F, N_MELS] normalized log-mel, F = num_frames(S).
 
     Samples after the last whole window are not used (no padding, no centering). Computed
-    in float64 (cheap next to any model) so torch, numpy and any BLAS agree to ~1e-6.
+    in float64 so torch, numpy and any BLAS agree to ~1e-6. The DFT is an FFT here (a
+    server featurizes every live stream, and the 400 x 201 DFT matrices cost it as much as
+    the model); the numpy twin keeps the matrices, which export as plain MatMuls.
     """
     if audio.shape[-1] < N_FFT:
         return audio.new_zeros(*audio.shape[:-1], 0, N_MELS)
-    cos, sin, mel = _torch_matrices(audio.device)
+    window, mel = _torch_window_and_mel(audio.device)
     frames = audio.double().unfold(-1, N_FFT, HOP_LENGTH)  # [..., F, N_FFT]
-    power = (frames @ cos).square() + (frames @ sin).square()  # [..., F, N_BINS]
+    power = torch.fft.rfft(frames * window, dim=-1).abs().square()  # [..., F, N_BINS]
     out = (torch.log10(power @ mel + MEL_FLOOR) - LOG_MEL_MEAN) / LOG_MEL_STD
     return out.to(audio.dtype)
 
