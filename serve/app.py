@@ -17,6 +17,7 @@ gateway replicas. Heavy libraries load in the deployments' constructors.
 
 # no `from __future__ import annotations`: FastAPI must see real types on the ingress methods
 import asyncio
+import json
 import logging
 import os
 import time
@@ -256,8 +257,6 @@ class Gateway:
 
     async def _sse(self, handle, audio: np.ndarray):
         """OpenAI's transcription stream: one delta per speech region as it is transcribed."""
-        import json
-
         texts = []
         for a, b in speech_regions(audio, self.options.online.vad):
             text = await handle.transcribe.remote(audio[a:b])
