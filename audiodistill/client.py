@@ -3,7 +3,9 @@ load benchmark and tests share.
 
 The stream client sends 16 kHz int16 frames (paced at real time with `realtime`), and
 receives events at the same time; every event comes back with its arrival time and with how
-much audio had been sent by then, which is what latency figures are computed from.
+much audio had been sent by then, which is what latency figures are computed from. It keeps
+the server's flow-control window: audio is sent only while less than `window_s` of it is past
+the last `ack` (docs/protocol.md), so a file sent flat out goes as fast as the model runs.
 """
 
 from __future__ import annotations
@@ -98,12 +100,15 @@ async def stream_audio(
     ws_url = _base(url, "ws") + "/v1/stream"
     async with websockets.connect(ws_url, additional_headers=_headers(api_key)) as ws:
         await ws.send(json.dumps({"type": "config", "model": model, "sample_rate": SAMPLE_RATE}))
+        credit = _Credit()
 
         async def send() -> None:
+            await credit.ready.wait()
             start = time.perf_counter()
             for i in range(0, len(pcm), step):
                 if realtime:  # pace against the clock, not by sleeping per piece
                     await asyncio.sleep(max(0.0, start + i / SAMPLE_RATE - time.perf_counter()))
+                await credit.wait(sent["seconds"])
                 await ws.send(pcm[i : i + step].tobytes())
                 sent["seconds"] = min(len(pcm), i + step) / SAMPLE_RATE
                 pieces.append((sent["seconds"], time.perf_counter()))
@@ -115,6 +120,7 @@ async def stream_audio(
             async for message in ws:
                 received = Received(json.loads(message), time.perf_counter(), sent["seconds"])
                 events.append(received)
+                credit.update(received.event)
                 if on_event:
                     on_event(received.event)
                 if received.event["type"] in ("done", "error"):
@@ -125,6 +131,32 @@ async def stream_audio(
             sender.cancel()
         await ws.wait_closed()
         return StreamResult(events, sent["end"], ws.close_code, ws.close_reason or "", pieces)
+
+
+class _Credit:
+    """The client side of the flow-control window: `ready` gives its size, `ack`s move it."""
+
+    def __init__(self):
+        self.ready = asyncio.Event()
+        self.window_s = float("inf")  # a server without flow control gives no window
+        self.acked_s = 0.0
+        self._moved = asyncio.Event()
+
+    def update(self, event: dict) -> None:
+        if event["type"] == "ready":
+            self.window_s = event.get("window_s") or float("inf")
+            self.ready.set()
+        elif event["type"] == "ack":
+            self.acked_s = event["audio_seconds"]
+            self._moved.set()
+        elif event["type"] in ("done", "error"):
+            self.ready.set()  # nothing more will come: let the sender run into the close
+
+    async def wait(self, sent_s: float) -> None:
+        """Until a frame may go: less than a window of audio sent past the last ack."""
+        while sent_s - self.acked_s >= self.window_s:
+            self._moved.clear()
+            await self._moved.wait()
 
 
 def transcribe_http(options: ClientOptions, data: bytes, name: str) -> str:

@@ -25,7 +25,8 @@ from torch import nn
 from audiodistill.audio import load_audio
 from audiodistill.filters import FilterOptions, apply_filters
 from audiodistill.labels import is_codec_run, read_labels
-from audiodistill.metrics import corpus_wer
+from audiodistill.manifest import ManifestError, read_manifest
+from audiodistill.metrics import corpus_wer, normalize_text
 from audiodistill.students.codec import CodecOptions
 from audiodistill.students.streaming_task import StreamingOptions
 from audiodistill.students.whisper_distil import WhisperDistilOptions
@@ -115,6 +116,10 @@ class DataOptions:
     # more pseudo-label runs trained on in full, whatever their splits (e.g. unlabelled real
     # recordings beside a synthetic corpus); the same filters apply, dev rows come from `labels`
     extra_labels: tuple[str, ...] = ()
+    # corpus manifests whose dev and test sentences are never trained on: training rows whose
+    # reference reads the same (normalized) are dropped, so a bigger corpus made with another
+    # seed cannot leak an evaluation sentence into training
+    holdout: tuple[str, ...] = ()
     # which pseudo-labels are good enough to train on
     filters: FilterOptions = field(default_factory=FilterOptions)
     # split trained on (None: every row not in dev_split)
@@ -171,6 +176,10 @@ def load_training_rows(options: DataOptions) -> tuple[pd.DataFrame, pd.DataFrame
             f"{splits}); set data.train_split (null: every row not in data.dev_split)"
         )
     kept, dropped = _filter(candidates, options.filters)
+    held_out = _held_out_texts(options.holdout)
+    leaks = kept["reference"].fillna("").map(normalize_text).isin(held_out)
+    dropped["held_out_sentence"] = int(leaks.sum())
+    kept = kept[~leaks]
     dropped["no_audio_file"] = int((kept["audio"].fillna("") == "").sum())
     dropped["too_long"] = int((kept["duration"] > options.max_duration).sum())
     kept = kept[(kept["audio"].fillna("") != "") & (kept["duration"] <= options.max_duration)]
@@ -183,6 +192,18 @@ def load_training_rows(options: DataOptions) -> tuple[pd.DataFrame, pd.DataFrame
     kept = kept.reset_index(drop=True)
     kept.attrs["dropped"] = dropped  # per-filter counts, for the run's summary
     return kept, dev
+
+
+def _held_out_texts(manifests: Sequence[str]) -> set[str]:
+    """Normalized dev and test sentences of these corpora (empty texts never match)."""
+    texts = set()
+    for manifest in manifests:
+        try:
+            utterances = read_manifest(manifest)
+        except ManifestError as err:
+            raise DataError(f"data.holdout: {err}") from err
+        texts |= {normalize_text(u.text or "") for u in utterances if u.split in ("dev", "test")}
+    return texts - {""}
 
 
 def _read_run(run_dir: Path) -> pd.DataFrame:

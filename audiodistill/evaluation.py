@@ -38,7 +38,9 @@ class EvalModel:
     kind: str  # teacher backend or student kind
     parameters: int  # trainable and frozen weights (tied weights counted once)
     size_bytes: int  # weights on disk
-    transcribe: Callable[[Sequence[np.ndarray]], list[str]]
+    # (audios) -> texts, and (audios, prompt=text) where takes_prompt
+    transcribe: Callable[..., list[str]]
+    takes_prompt: bool = False  # conditions on an OpenAI-style text prompt (Whisper-type)
     # streaming models: a fresh StreamingRecognizer (accept/finalize), else None
     recognizer: Callable[[], Any] | None = None
     # streaming models: audio per accept() call, the chunk the model was exported for
@@ -152,7 +154,8 @@ def _ct2_teacher(path: str | None, name: str, threads: int, compute_type: str) -
         kind="teacher",
         parameters=sum(a.size for a in arrays.values()),
         size_bytes=directory_size(model_dir),
-        transcribe=lambda audios: [t.text for t in teacher.transcribe(audios)],
+        transcribe=lambda audios, prompt=None: [t.text for t in teacher.transcribe(audios, prompt)],
+        takes_prompt=True,
     )
 
 
@@ -166,7 +169,8 @@ def _hf_teacher(path: str | None, threads: int) -> EvalModel:
         kind="teacher",
         parameters=_torch_parameters(teacher.model),
         size_bytes=directory_size(path or ensure_bundled_hf()),
-        transcribe=lambda audios: [t.text for t in teacher.transcribe(audios)],
+        transcribe=lambda audios, prompt=None: [t.text for t in teacher.transcribe(audios, prompt)],
+        takes_prompt=True,
     )
 
 
@@ -185,6 +189,7 @@ def _student(path: str, threads: int) -> EvalModel:
         parameters=_torch_parameters(getattr(student, "model", student)),
         size_bytes=directory_size(path),
         transcribe=student.transcribe,
+        takes_prompt=not streaming,
         recognizer=student.recognizer if streaming else None,
         chunk_ms=student.model.config.chunk_ms if streaming else 0,
     )

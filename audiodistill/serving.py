@@ -25,6 +25,7 @@ class ModelInfo:
     parameters: int
     symbols: tuple[str, ...] = ()  # streaming: the CTC vocabulary, id -> character
     chunk_frames: int = 0  # streaming: 10 ms feature frames per chunk
+    takes_prompt: bool = False  # uses HTTP `prompt` (Whisper-type); others ignore it
     language: str = "en"  # the only language the bundled models know
 
     def to_dict(self) -> dict:
@@ -59,7 +60,7 @@ class ServedModel:
         import torch
 
         torch.set_num_threads(threads)
-        self.student = None
+        self.student, self.takes_prompt = None, False
         if is_streaming_student(spec):
             from audiodistill.students.streaming import frames_per_chunk, load_student
 
@@ -75,6 +76,7 @@ class ServedModel:
             loaded = load_eval_model(spec, threads=threads)
             self.chunk_frames, self._transcribe = 0, loaded.transcribe
             kind, parameters, symbols = loaded.kind, loaded.parameters, ()
+            self.takes_prompt = loaded.takes_prompt
         self.info = ModelInfo(
             id=model_id(spec),
             kind=kind,
@@ -82,11 +84,31 @@ class ServedModel:
             parameters=parameters,
             symbols=symbols,
             chunk_frames=self.chunk_frames,
+            takes_prompt=self.takes_prompt,
         )
 
-    def transcribe(self, audios: Sequence[np.ndarray]) -> list[str]:
-        """Texts of whole 16 kHz clips (batched where the model batches)."""
+    def transcribe(self, audios: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
+        """Texts of whole 16 kHz clips (batched where the model batches).
+
+        `prompt` guides Whisper-type models; a CTC student has nothing to condition on it,
+        so it is ignored there (as `info.takes_prompt` says).
+        """
+        if prompt and self.takes_prompt:
+            return [t.strip() for t in self._transcribe(list(audios), prompt=prompt)]
         return [t.strip() for t in self._transcribe(list(audios))]
+
+    def transcribe_prompted(
+        self, audios: Sequence[np.ndarray], prompts: Sequence[str | None]
+    ) -> list[str]:
+        """A batch of requests, each with its own prompt: one call per distinct prompt
+        (usually one, for no prompt at all)."""
+        texts = [""] * len(audios)
+        for prompt in dict.fromkeys(prompts):
+            rows = [i for i, p in enumerate(prompts) if p == prompt]
+            out = self.transcribe([audios[i] for i in rows], prompt)
+            for i, text in zip(rows, out, strict=True):
+                texts[i] = text
+        return texts
 
     def step(
         self, chunks: Sequence[np.ndarray], states: Sequence[dict | None]

@@ -32,9 +32,23 @@ class Decoded:
         return self.sum_logprob / max(self.steps, 1)
 
 
-def prompt_ids(generation_config, language: str | None = "en") -> list[int]:
-    """Start of transcript, language and task (multilingual models), no timestamps."""
-    prompt = [generation_config.decoder_start_token_id]
+def previous_text_ids(tokenizer, text: str, max_target_positions: int) -> list[int]:
+    """<|startofprev|> and `text`'s tokens: how Whisper conditions on earlier text.
+
+    An OpenAI-style `prompt` (names, spellings, style) goes here. Like Whisper, only the last
+    half-context of tokens is kept, so the transcript always has room.
+    """
+    ids = tokenizer.encode(" " + text.strip(), add_special_tokens=False)
+    keep = max_target_positions // 2 - 1
+    return [tokenizer.convert_tokens_to_ids("<|startofprev|>")] + ids[-keep:]
+
+
+def prompt_ids(
+    generation_config, language: str | None = "en", previous: Sequence[int] = ()
+) -> list[int]:
+    """Previous text (if any), start of transcript, language and task (multilingual models),
+    no timestamps."""
+    prompt = [*previous, generation_config.decoder_start_token_id]
     lang_ids = getattr(generation_config, "lang_to_id", None) or {}
     if lang_ids:
         if not language:
@@ -67,7 +81,8 @@ def greedy_decode(
 ) -> list[Decoded]:
     """Greedy transcripts of a WhisperForConditionalGeneration for encoder outputs [B, T, D].
 
-    `prompt` starts with start-of-transcript (no previous-text context). Log-probs and top-k
+    `prompt` is `prompt_ids`' output: optional previous text, then start-of-transcript and the
+    task tokens. Log-probs and top-k
     soft targets are of the distribution after suppression: the one the greedy choice was
     made from, as CTranslate2 scores it.
     """
@@ -88,7 +103,8 @@ def greedy_decode(
         logits = model.proj_out(out.last_hidden_state[:, -1]).float()  # [B, V]
         if step == 0 and no_speech_id is not None:
             # read where Whisper was trained to predict it: right after start-of-transcript
-            at_sot = model.proj_out(out.last_hidden_state[:, 0]).float().softmax(-1)
+            sot = list(prompt).index(model.config.decoder_start_token_id)
+            at_sot = model.proj_out(out.last_hidden_state[:, sot]).float().softmax(-1)
             for b in range(batch):
                 results[b].no_speech_prob = float(at_sot[b, no_speech_id])
         logits = logits.masked_fill(first if step == 0 else never, float("-inf"))

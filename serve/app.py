@@ -45,6 +45,7 @@ from serve.protocol import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
+    FlowWindow,
     PcmDecoder,
     ProtocolError,
     event,
@@ -72,8 +73,8 @@ class ModelDeployment:
         return self.model.info.to_dict()
 
     @serve.batch
-    async def transcribe(self, audios: list[np.ndarray]) -> list[str]:
-        return await asyncio.to_thread(self.model.transcribe, audios)
+    async def transcribe(self, audios: list[np.ndarray], prompts: list[str | None]) -> list[str]:
+        return await asyncio.to_thread(self.model.transcribe_prompted, audios, prompts)
 
 
 class ApiError(Exception):
@@ -163,10 +164,16 @@ class Gateway:
     @app.get("/v1/models")
     async def list_models(self, request: Request) -> dict:
         self._require_key(request)
-        data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "audiodistill"}
-            for m in self.models
-        ]
+        data = []
+        for name in self.models:
+            _, info = await self._model(name)
+            # OpenAI's model object, plus what a client needs to pick one (extra fields are
+            # allowed; the SDK keeps them)
+            fields = ("kind", "streaming", "takes_prompt", "parameters")
+            extra = {k: getattr(info, k) for k in fields}
+            data.append(
+                {"id": name, "object": "model", "created": 0, "owned_by": "audiodistill", **extra}
+            )
         return {"object": "list", "data": data}
 
     @app.post("/v1/audio/transcriptions")
@@ -183,7 +190,7 @@ class Gateway:
         started = time.perf_counter()
         try:
             response = await self._transcribe_upload(
-                request, file, model, language, response_format, stream
+                request, file, model, language, prompt or None, response_format, stream
             )
         except ApiError as err:
             self.metrics.requests.labels("transcriptions", str(err.status)).inc()
@@ -195,7 +202,9 @@ class Gateway:
         )
         return response
 
-    async def _transcribe_upload(self, request, file, model, language, response_format, stream):
+    async def _transcribe_upload(
+        self, request, file, model, language, prompt, response_format, stream
+    ):
         self._require_key(request)
         if response_format not in formats.RESPONSE_FORMATS:
             allowed = ", ".join(formats.RESPONSE_FORMATS)
@@ -213,15 +222,16 @@ class Gateway:
         audio = await self._read_audio(file)
         self.metrics.audio_seconds.labels(info.id, "transcriptions").inc(len(audio) / SAMPLE_RATE)
         if stream:
-            return StreamingResponse(self._sse(handle, audio), media_type="text/event-stream")
+            events = self._sse(handle, audio, prompt)
+            return StreamingResponse(events, media_type="text/event-stream")
         if response_format in formats.SEGMENTED_FORMATS:
-            segments = await self._segments(handle, audio)
+            segments = await self._segments(handle, audio, prompt)
             duration = len(audio) / SAMPLE_RATE
             if response_format == "verbose_json":
                 return JSONResponse(formats.verbose_json(segments, duration, info.language))
             render = formats.srt if response_format == "srt" else formats.vtt
             return PlainTextResponse(render(segments))
-        text = await handle.transcribe.remote(audio)
+        text = await handle.transcribe.remote(audio, prompt)
         return (
             PlainTextResponse(text) if response_format == "text" else JSONResponse({"text": text})
         )
@@ -245,21 +255,24 @@ class Gateway:
                 400, f"could not read the audio file: {err}", "invalid_file", "file"
             ) from err
 
-    async def _segments(self, handle, audio: np.ndarray) -> list[formats.Segment]:
-        """Speech regions found by the VAD, transcribed concurrently (so batched)."""
+    async def _segments(self, handle, audio: np.ndarray, prompt) -> list[formats.Segment]:
+        """Speech regions found by the VAD, transcribed concurrently (so batched); the prompt
+        guides every region."""
         regions = speech_regions(audio, self.options.online.vad)
-        texts = await asyncio.gather(*(handle.transcribe.remote(audio[a:b]) for a, b in regions))
+        texts = await asyncio.gather(
+            *(handle.transcribe.remote(audio[a:b], prompt) for a, b in regions)
+        )
         return [
             formats.Segment(a / SAMPLE_RATE, b / SAMPLE_RATE, text)
             for (a, b), text in zip(regions, texts, strict=True)
             if text
         ]
 
-    async def _sse(self, handle, audio: np.ndarray):
+    async def _sse(self, handle, audio: np.ndarray, prompt):
         """OpenAI's transcription stream: one delta per speech region as it is transcribed."""
         texts = []
         for a, b in speech_regions(audio, self.options.online.vad):
-            text = await handle.transcribe.remote(audio[a:b])
+            text = await handle.transcribe.remote(audio[a:b], prompt)
             if text:
                 delta = text if not texts else " " + text
                 texts.append(text)
@@ -337,43 +350,61 @@ class Gateway:
             )
         session = OnlineSession(self._engine(handle, info), self.options.online)
         decoder = PcmDecoder(config.encoding, config.sample_rate)
-        await self._send(ws, event("ready", model=info.id, streaming=info.streaming))
-        max_samples = self.limits.max_stream_seconds * SAMPLE_RATE
-        started = time.perf_counter()
-        while True:
-            message = await self._receive(ws)
-            received = time.perf_counter()
-            if message.get("bytes") is not None:
-                if len(message["bytes"]) > self.limits.max_frame_bytes:
-                    raise ProtocolError(
-                        CLOSE_TOO_BIG, f"frame over {self.limits.max_frame_bytes} bytes"
-                    )
-                pcm = decoder.decode(message["bytes"])
-                if session.samples + len(pcm) > max_samples:
-                    raise ProtocolError(
-                        CLOSE_POLICY, f"stream over {self.limits.max_stream_seconds:g} s"
-                    )
-                self._check_lead(session.samples + len(pcm), received - started)
-                await self._send_events(ws, await session.accept(pcm), info.id, received)
-            elif message.get("text") is not None:
-                parse_control(message["text"])  # "end", or a ProtocolError
-                break
-            else:
-                raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
+        flow = FlowWindow(int(self.limits.window_s * SAMPLE_RATE))
+        ready = event("ready", model=info.id, streaming=info.streaming)
+        await self._send(ws, {**ready, "window_s": self.limits.window_s})
+        frames: asyncio.Queue = asyncio.Queue()
+        reader = asyncio.create_task(self._read_frames(ws, decoder, flow, frames))
+        try:
+            while True:
+                item = await frames.get()
+                if isinstance(item, BaseException):
+                    raise item
+                pcm, arrived = item
+                if pcm is None:  # the end message
+                    break
+                await self._send_events(ws, await session.accept(pcm), info.id, arrived)
+                if flow.process(len(pcm)):
+                    await self._send(ws, event("ack", audio_seconds=flow.processed / SAMPLE_RATE))
+        finally:
+            reader.cancel()
         events = await session.accept(decoder.flush()) + await session.finish()
-        await self._send_events(ws, events, info.id, received)
+        await self._send_events(ws, events, info.id, arrived)
         seconds = round(session.samples / SAMPLE_RATE, 3)
         self.metrics.audio_seconds.labels(info.id, "stream").inc(seconds)
         await self._send(ws, event("done", audio_seconds=seconds))
         await ws.close(CLOSE_NORMAL, "done")
 
-    def _check_lead(self, samples: int, elapsed_s: float) -> None:
-        lead = samples / SAMPLE_RATE - elapsed_s
-        if lead > self.limits.max_lead_s:
-            raise ProtocolError(
-                CLOSE_POLICY,
-                f"audio is {lead:.0f} s ahead of real time (limit {self.limits.max_lead_s:g} s)",
-            )
+    async def _read_frames(self, ws, decoder: PcmDecoder, flow: FlowWindow, frames) -> None:
+        """Take frames off the socket as they arrive, while earlier ones are decoded: a client
+        past its flow-control window is caught on that frame, not once the model reaches it.
+        Puts (16 kHz samples, arrival time), then (None, arrival time) at `end`, or the error
+        that ended the stream."""
+        max_samples = self.limits.max_stream_seconds * SAMPLE_RATE
+        try:
+            while True:
+                message = await self._receive(ws)
+                arrived = time.perf_counter()
+                if message.get("bytes") is not None:
+                    if len(message["bytes"]) > self.limits.max_frame_bytes:
+                        raise ProtocolError(
+                            CLOSE_TOO_BIG, f"frame over {self.limits.max_frame_bytes} bytes"
+                        )
+                    pcm = decoder.decode(message["bytes"])
+                    flow.receive(len(pcm))
+                    if flow.received > max_samples:
+                        raise ProtocolError(
+                            CLOSE_POLICY, f"stream over {self.limits.max_stream_seconds:g} s"
+                        )
+                    frames.put_nowait((pcm, arrived))
+                elif message.get("text") is not None:
+                    parse_control(message["text"])  # "end", or a ProtocolError
+                    frames.put_nowait((None, arrived))
+                    return
+                else:
+                    raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
+        except (ProtocolError, WebSocketDisconnect) as err:
+            frames.put_nowait(err)
 
     async def _send_events(self, ws, events, model: str, arrived: float) -> None:
         """Send events caused by the message that arrived at `arrived` (perf_counter)."""
@@ -407,7 +438,7 @@ class Gateway:
             return CtcEngine(step, info.symbols, info.chunk_frames)
 
         async def transcribe(audio):
-            return await handle.transcribe.remote(audio)
+            return await handle.transcribe.remote(audio, None)
 
         return LocalAgreementEngine(transcribe, self.options.online.decode_every_s)
 

@@ -51,16 +51,22 @@ class LimitOptions:
     max_stream_seconds: float = 3600.0
     # largest single binary frame on a stream (1 MiB is 32 s of 16 kHz int16)
     max_frame_bytes: int = 1 << 20
-    # how far a stream's audio may run ahead of real time. Serve's proxy reads a WebSocket
-    # eagerly, so TCP cannot slow a fast sender; this bounds what one stream can queue in
-    # the gateway (30 s of 16 kHz int16 is about 1 MB). Files belong on the HTTP API.
-    max_lead_s: float = 30.0
+    # flow-control window: audio a stream may send past the server's last `ack`. Serve's
+    # proxy reads a WebSocket eagerly, so TCP cannot slow a fast sender; this bounds what one
+    # stream queues in the gateway (20 s is 1.3 MB as float32) while a client that waits for
+    # acks is served as fast as the model runs
+    window_s: float = 20.0
     # a stream with no message for this long is closed
     idle_timeout_s: float = 30.0
     # an event the client does not read within this long closes its stream
     send_timeout_s: float = 10.0
     # concurrent streams per gateway replica; more are refused with close code 1013
     max_streams: int = 200
+
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            if value <= 0:
+                raise ValueError(f"limits.{name} must be positive, got {value}")
 
 
 @dataclass(frozen=True)

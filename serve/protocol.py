@@ -1,8 +1,8 @@
 """The wire protocol of `/v1/stream` (docs/protocol.md): messages, PCM decoding, close codes.
 
 Client -> server: one JSON `config` message, then binary audio frames of any size, then
-`{"type": "end"}`. Server -> client: `ready`, then `partial` / `final` events, then `done`
-(or `error` and a close with a reason).
+`{"type": "end"}`. Server -> client: `ready`, then `partial` / `final` / `ack` events, then
+`done` (or `error` and a close with a reason).
 """
 
 from __future__ import annotations
@@ -109,6 +109,43 @@ class PcmDecoder:
         if self._resampler is None:
             return np.zeros(0, dtype=np.float32)
         return self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+class FlowWindow:
+    """Credit-based flow control for one stream, counted in 16 kHz samples.
+
+    Ray Serve's proxy reads a WebSocket as fast as the client writes, so TCP cannot slow a
+    fast sender down. Instead the client may send a frame only while what it has sent runs
+    less than `window` past the server's last `ack`; the server acks as it processes. A
+    client that keeps the rule is served as fast as the model runs, with at most one window
+    (plus one frame) queued; one that breaks it is caught on the frame that breaks it.
+    """
+
+    def __init__(self, window: int):
+        self.window = window  # samples a client may send past the last ack
+        self.received = 0  # samples taken off the socket
+        self.processed = 0  # samples the model has consumed
+        self.acked = 0  # `processed` when the last ack went out
+
+    def receive(self, samples: int) -> None:
+        """Count a frame in; ProtocolError if the client sent it without credit."""
+        # 10 ms of slack: the client counts at its own rate, the server after resampling
+        if self.received - self.processed >= self.window + SAMPLE_RATE // 100:
+            raise ProtocolError(
+                CLOSE_POLICY,
+                f"sent over {self.window / SAMPLE_RATE:g} s of audio past the last ack "
+                "(flow-control window): wait for ack events",
+            )
+        self.received += samples
+
+    def process(self, samples: int) -> bool:
+        """Count processed samples; True when an ack is due (a quarter window since the last,
+        so a blocked client always gets one once the queue drains)."""
+        self.processed += samples
+        if self.processed - self.acked >= self.window // 4:
+            self.acked = self.processed
+            return True
+        return False
 
 
 def event(kind: str, **fields) -> dict:

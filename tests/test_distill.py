@@ -142,6 +142,25 @@ def test_extra_runs_train_in_full_and_ids_must_not_collide(labels_dir, tmp_path)
         load_training_rows(DataOptions(labels=str(labels_dir), extra_labels=(str(labels_dir),)))
 
 
+def test_holdout_sentences_are_never_trained_on(labels_dir, tmp_path):
+    import json
+
+    train, _ = load_training_rows(DataOptions(labels=str(labels_dir)))
+    leaked = train["reference"].unique()[:3].tolist()
+    manifest = tmp_path / "other.jsonl"
+    rows = [{"id": f"t{i}", "audio": "x.wav", "text": t.upper() + "!", "split": "test"}
+            for i, t in enumerate(leaked[:2])]  # fmt: skip
+    rows.append({"id": "t9", "audio": "x.wav", "text": leaked[2], "split": "train"})
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kept, _ = load_training_rows(DataOptions(labels=str(labels_dir), holdout=(str(manifest),)))
+    n_leaked = int(train["reference"].isin(leaked[:2]).sum())
+    assert len(kept) == len(train) - n_leaked > 0
+    assert kept.attrs["dropped"]["held_out_sentence"] == n_leaked
+    assert not set(leaked[:2]) & set(kept["reference"]) and leaked[2] in set(kept["reference"])
+    with pytest.raises(DataError, match="data.holdout: .*no such file"):
+        load_training_rows(DataOptions(labels=str(labels_dir), holdout=(str(tmp_path / "x"),)))
+
+
 def test_missing_run_dir_and_shards(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_training_rows(DataOptions(labels=str(tmp_path / "nope")))

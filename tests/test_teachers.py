@@ -94,3 +94,32 @@ def test_ct2_teacher_transcribes_speech(speech):
     out = build_teacher(TeacherOptions(backend="ct2", threads=2)).transcribe(clips[:2])
     for text, t in zip(sentences[:2], out, strict=True):
         assert wer(text, t.text) <= 0.25 and t.token_ids and t.avg_logprob < 0
+
+
+# The bundled tiny.en spells this name "Deborah" unless a prompt says otherwise (checked on
+# both backends); OpenAI's `prompt` exists for exactly this.
+NAMED = "I think the wooden engine belongs to Debra."
+
+
+@pytest.mark.parametrize("backend", ["ct2", "hf"])
+def test_prompt_guides_spelling(backend, hf_teacher_dir):
+    from audiodistill.testing.speech import speak
+
+    model = str(hf_teacher_dir) if backend == "hf" else None
+    teacher = build_teacher(TeacherOptions(backend=backend, model=model, threads=2, top_k=1))
+    clip = speak((NAMED,))[0]
+    assert "Deborah" in teacher.transcribe([clip])[0].text
+    guided = teacher.transcribe([clip], prompt="Debra and Wesley Conley.")[0]
+    assert "Debra." in guided.text and "Deborah" not in guided.text
+    # the prompt conditions the transcript but is not part of it
+    assert "Conley" not in guided.text
+
+
+def test_previous_text_keeps_whisper_half_context(hf):
+    from audiodistill.whisper_decode import previous_text_ids
+
+    tokenizer = hf.processor.tokenizer
+    ids = previous_text_ids(tokenizer, "word " * 500, max_target_positions=448)
+    assert ids[0] == tokenizer.convert_tokens_to_ids("<|startofprev|>")
+    assert len(ids) == 1 + 223
+    assert tokenizer.decode(previous_text_ids(tokenizer, " Debra ", 448)[1:]) == " Debra"

@@ -146,3 +146,39 @@ def test_build_freezes_what_the_options_say(
     assert all(p.requires_grad != freeze_encoder for p in encoder_layers.parameters())
     assert decoder.embed_tokens.weight.requires_grad != freeze_embeddings
     assert all(p.requires_grad for p in decoder.layers.parameters())
+
+
+def test_frozen_encoder_output_is_cached_across_epochs(hf_teacher_dir, speech):
+    """The second epoch reuses the encoder output: same shapes, nearly the same loss."""
+    sentences, clips = speech
+
+    def task(cache: bool) -> WhisperDistilTask:
+        options = WhisperDistilOptions(
+            teacher=str(hf_teacher_dir), cache_encoder=cache, beta_kd=0.0  # CE only
+        )
+        return WhisperDistilTask(options)
+
+    cached, fresh = task(True), task(False)
+    tokenizer = cached.processor.tokenizer
+    rows = [
+        {
+            "id": f"u{i}",
+            "audio": clip,
+            "token_ids": tokenizer.encode(" " + text, add_special_tokens=False),
+        }
+        for i, (text, clip) in enumerate(zip(sentences[:3], clips[:3], strict=True))
+    ]
+    model = cached.build().eval()
+    first = cached.collate(rows)
+    assert "features" in first and "encoded" not in first
+    with torch.no_grad():
+        loss_first, _ = cached.loss(model, first)
+        second = cached.collate(rows)
+        loss_second, _ = cached.loss(model, second)
+        loss_fresh, _ = fresh.loss(model, fresh.collate(rows))
+    assert "encoded" in second and "features" not in second
+    assert float(loss_second) == pytest.approx(float(loss_first), rel=1e-2)
+    assert float(loss_second) == pytest.approx(float(loss_fresh), rel=5e-2)
+    # a batch holding a longer, unseen utterance is encoded afresh
+    longer = {"id": "long", "audio": np.concatenate(clips[:3]), "token_ids": [50256]}
+    assert "features" in cached.collate(rows[:1] + [longer])

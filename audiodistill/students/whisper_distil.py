@@ -26,13 +26,16 @@ from torch import nn
 
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.losses import TokenCrossEntropyLoss, WhisperDistillationLoss
-from audiodistill.whisper_decode import greedy_decode, prompt_ids
+from audiodistill.whisper_decode import greedy_decode, previous_text_ids, prompt_ids
 
 # Whisper's log-mel runs at 100 frames/s (hop 160 at 16 kHz); its conv stem halves that,
 # so one encoder position covers 20 ms and 30 s is 1500 positions.
 WINDOW_SECONDS = 30
 MEL_FRAMES_PER_SECOND = SAMPLE_RATE // 160
 STUDENT_KIND = "whisper-distil"
+# extra silence encoded for the encoder cache, so a cached output also serves later batches
+# whose longest utterance is up to this much longer (buckets group similar lengths)
+CACHE_SLACK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class WhisperDistilOptions:
     language: str = "en"
     # longest transcript decoded per 30 s window
     max_new_tokens: int = 128
+    # with the encoder frozen, keep each utterance's encoder output (float16) after its first
+    # batch so later epochs skip the encoder, most of a CPU step; costs about 0.5 MB per
+    # utterance of 5 s per worker
+    cache_encoder: bool = True
 
 
 def kept_layer_ids(teacher_layers: int, keep: int) -> list[int]:
@@ -118,12 +125,20 @@ def encode(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return encoder.layer_norm(x)
 
 
+def mel_frames(samples: int, tail_seconds: float | None) -> int:
+    """Log-mel frames for `samples` of audio plus the tail (Whisper's 3000 without one)."""
+    window = WINDOW_SECONDS * MEL_FRAMES_PER_SECOND
+    if tail_seconds is None:
+        return window
+    padded = samples + int(tail_seconds * SAMPLE_RATE)
+    # an even frame count keeps the stride-2 conv from dropping the last frame
+    return min(-(-padded // 320) * 2, window)
+
+
 def log_mel(feature_extractor, audios: Sequence[np.ndarray], tail_seconds: float | None):
     """[B, n_mels, F]: the longest item plus a silent tail, or Whisper's 30 s window."""
     if tail_seconds is not None:
-        longest = max(len(a) for a in audios) + int(tail_seconds * SAMPLE_RATE)
-        # an even frame count keeps the stride-2 conv from dropping the last frame
-        frames = min(-(-longest // 320) * 2, WINDOW_SECONDS * MEL_FRAMES_PER_SECOND)
+        frames = mel_frames(max(len(a) for a in audios), tail_seconds)
         kwargs = {"padding": "max_length", "max_length": frames * 160, "truncation": True}
     else:
         kwargs = {"padding": "max_length", "truncation": True}
@@ -177,6 +192,9 @@ class WhisperDistilTask:
         self._teacher_dir = options.teacher
         self._processor = None
         self._generation = None
+        # utterance id -> [T, D] float16 frozen-encoder output, T covering at least the
+        # utterance plus tail_seconds + CACHE_SLACK_S (see `collate`)
+        self._encoded: dict[str, torch.Tensor] = {}
 
     def teacher_dir(self) -> str:
         if self._teacher_dir is None:
@@ -234,25 +252,56 @@ class WhisperDistilTask:
                 "back to their text: the labels come from a teacher with another tokenizer"
             )
 
-    def collate(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+    @property
+    def caching(self) -> bool:
+        return self.options.freeze_encoder and self.options.cache_encoder
+
+    def collate(self, rows: Sequence[dict]) -> dict:
+        """Teacher-forcing targets plus either log-mel features or, when every row's frozen
+        encoder output is cached long enough, those outputs cut to this batch's length.
+
+        A cached output was computed with CACHE_SLACK_S more silence than its batch needed,
+        so it still covers a later batch whose longest item is up to that much longer. The
+        encoder then saw a little more trailing silence than a fresh pass would: harmless,
+        as inference pads batches the same way.
+        """
         generation = self.generation_config
-        prompt = prompt_ids(generation, self.language)
-        audios = [r["audio"] for r in rows]
-        features = log_mel(self.processor.feature_extractor, audios, self.options.tail_seconds)
         inputs, labels, topk_ids, topk_logprobs = pad_targets(
-            rows, prompt, generation.eos_token_id, self.top_k
+            rows, prompt_ids(generation, self.language), generation.eos_token_id, self.top_k
         )
-        return {
-            "features": features,
+        batch = {
             "decoder_input_ids": inputs,
             "labels": labels,
             "topk_ids": topk_ids,
             "topk_logprobs": topk_logprobs,
         }
+        audios = [r["audio"] for r in rows]
+        positions = mel_frames(max(len(a) for a in audios), self.options.tail_seconds) // 2
+        cached = [self._encoded.get(r["id"]) for r in rows] if self.caching else [None]
+        if all(c is not None and len(c) >= positions for c in cached):
+            batch["encoded"] = torch.stack([c[:positions] for c in cached]).float()
+            return batch
+        tail = self.options.tail_seconds
+        if self.caching:  # encode with slack, cache, then cut to this batch's length
+            tail = None if tail is None else tail + CACHE_SLACK_S
+            batch["ids"], batch["positions"] = [r["id"] for r in rows], positions
+        batch["features"] = log_mel(self.processor.feature_extractor, audios, tail)
+        return batch
+
+    def _encode(self, module: nn.Module, batch: dict) -> torch.Tensor:
+        """[B, T, D] encoder output: from the cache, or computed (and cached if `ids` says)."""
+        if "encoded" in batch:
+            return batch["encoded"]
+        encoded = encode(module, batch["features"])
+        if "ids" not in batch:
+            return encoded
+        for row_id, row in zip(batch["ids"], encoded, strict=True):
+            self._encoded[row_id] = row.detach().to(torch.float16, copy=True)
+        return encoded[:, : batch["positions"]]
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         module = getattr(model, "module", model)  # unwrap DDP for the custom encoder pass
-        encoded = encode(module, batch["features"])
+        encoded = self._encode(module, batch)
         logits = model(encoder_outputs=(encoded,), decoder_input_ids=batch["decoder_input_ids"])
         criterion = WhisperDistillationLoss(
             self.options.alpha_ce, self.options.beta_kd, self.options.temperature
@@ -292,8 +341,12 @@ def transcribe(
     tail_seconds: float | None = 5.0,
     language: str = "en",
     max_new_tokens: int = 128,
+    prompt: str | None = None,
 ) -> list[str]:
-    """Greedy transcripts, long audio chunked into 30 s windows decoded in one batch."""
+    """Greedy transcripts, long audio chunked into 30 s windows decoded in one batch.
+
+    `prompt`: earlier text that guides spelling and style (OpenAI's `prompt`).
+    """
 
     was_training = model.training
     model.eval()
@@ -303,6 +356,11 @@ def transcribe(
             pieces.append(window)
             owners.append(i)
     generation = model.generation_config
+    previous = []
+    if prompt:
+        previous = previous_text_ids(
+            processor.tokenizer, prompt, model.config.max_target_positions
+        )
     texts = [[] for _ in audios]
     # similar lengths together keep padding (and wasted encoder frames) small
     order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
@@ -312,7 +370,7 @@ def transcribe(
         decoded = greedy_decode(
             model,
             encode(model, features.to(model.dtype)),
-            prompt=prompt_ids(generation, language),
+            prompt=prompt_ids(generation, language, previous),
             eot=generation.eos_token_id,
             max_new_tokens=max_new_tokens,
             suppress=generation.suppress_tokens or (),
@@ -345,7 +403,7 @@ class WhisperDistilModel:
         self.language = language
         self.max_new_tokens = max_new_tokens
 
-    def transcribe(self, audios: Sequence[np.ndarray]) -> list[str]:
+    def transcribe(self, audios: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
         return transcribe(
             self.model,
             self.processor,
@@ -353,4 +411,5 @@ class WhisperDistilModel:
             tail_seconds=self.tail_seconds,
             language=self.language,
             max_new_tokens=self.max_new_tokens,
+            prompt=prompt,
         )

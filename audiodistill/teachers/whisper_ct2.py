@@ -52,10 +52,13 @@ class CT2WhisperTeacher:
         # ids at and above end-of-text are special (timestamps, task, language)
         self.eot = self.model.hf_tokenizer.token_to_id("<|endoftext|>")
 
-    def transcribe(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        return [self._one(np.asarray(a, dtype=np.float32)) for a in audios]
+    def transcribe(
+        self, audios: Sequence[np.ndarray], prompt: str | None = None
+    ) -> list[Transcript]:
+        """`prompt`: earlier text that guides spelling and style (OpenAI's `prompt`)."""
+        return [self._one(np.asarray(a, dtype=np.float32), prompt) for a in audios]
 
-    def _one(self, audio: np.ndarray) -> Transcript:
+    def _one(self, audio: np.ndarray, prompt: str | None) -> Transcript:
         segments, _ = self.model.transcribe(
             audio,
             language=self.language if self.model.model.is_multilingual else None,
@@ -63,6 +66,7 @@ class CT2WhisperTeacher:
             temperature=0.0,
             without_timestamps=True,
             condition_on_previous_text=False,
+            initial_prompt=prompt or None,
             vad_filter=False,
         )
         segments = list(segments)

@@ -21,7 +21,7 @@ from audiodistill.audio import SAMPLE_RATE
 from audiodistill.teachers.base import Transcript
 from audiodistill.teachers.bundled import BUNDLED_NAME, revision_of
 from audiodistill.teachers.whisper_ct2 import compression_ratio
-from audiodistill.whisper_decode import Decoded, greedy_decode, prompt_ids
+from audiodistill.whisper_decode import Decoded, greedy_decode, previous_text_ids, prompt_ids
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -110,7 +110,10 @@ class HFWhisperTeacher:
         self.name = model  # a hub id; needs a network or the local hub cache
         return model
 
-    def transcribe(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
+    def transcribe(
+        self, audios: Sequence[np.ndarray], prompt: str | None = None
+    ) -> list[Transcript]:
+        """`prompt`: earlier text that guides spelling and style (OpenAI's `prompt`)."""
         extractor = self.processor.feature_extractor
         windows, owners = [], []
         for i, audio in enumerate(audios):
@@ -119,22 +122,29 @@ class HFWhisperTeacher:
                 owners.append(i)
         decoded = []
         for start in range(0, len(windows), self.batch_size):
-            decoded.extend(self._decode(np.stack(windows[start : start + self.batch_size])))
+            batch = np.stack(windows[start : start + self.batch_size])
+            decoded.extend(self._decode(batch, prompt))
         parts = [[] for _ in audios]
         for d, owner in zip(decoded, owners, strict=True):
             parts[owner].append(d)
         return [self._transcript(p) for p in parts]
 
-    def _decode(self, features: np.ndarray) -> list[Decoded]:
+    def _decode(self, features: np.ndarray, prompt: str | None = None) -> list[Decoded]:
         """Greedy results for a batch of log-mel windows [B, n_mels, 3000]."""
         inputs = torch.from_numpy(features).to(self.device, self.model.dtype)
         generation = self.model.generation_config
+        tokens = self.prompt
+        if prompt:
+            previous = previous_text_ids(
+                self.processor.tokenizer, prompt, self.model.config.max_target_positions
+            )
+            tokens = previous + self.prompt
         with torch.inference_mode():
             encoded = self.model.model.encoder(inputs).last_hidden_state  # [B, 1500, D]
         return greedy_decode(
             self.model,
             encoded,
-            prompt=self.prompt,
+            prompt=tokens,
             eot=self.eot,
             # OpenAI's sample_len: half the decoder's context; only repetition loops reach it
             max_new_tokens=self.model.config.max_target_positions // 2,
