@@ -74,3 +74,19 @@ def test_subtitle_formats():
     assert formats.vtt(segments).startswith("WEBVTT\n\n00:00:00.500 --> 00:00:02.250\nhello")
     verbose = formats.verbose_json(segments, 3663.0, "en")
     assert verbose["text"] == "hello there x" and verbose["segments"][1]["id"] == 1
+
+
+def test_flow_window_acks_and_catches_a_client_without_credit():
+    from serve.protocol import FlowWindow
+
+    flow = FlowWindow(window=1000)
+    flow.receive(600)
+    flow.receive(600)  # 600 < 1000 past the last ack when sent: allowed
+    with pytest.raises(ProtocolError, match="flow-control window") as err:
+        flow.receive(100)  # 1200 unprocessed: this frame had no credit
+    assert err.value.code == 1008
+    assert not flow.process(200)  # under a quarter window since the last ack
+    assert flow.process(100) and flow.acked == 300
+    flow.process(900)  # the queue drained: an ack went out, so the client may send again
+    assert flow.acked == 1200
+    flow.receive(999)
