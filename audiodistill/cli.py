@@ -91,6 +91,17 @@ def _convert_teacher(options) -> None:
     print(convert_ct2_whisper(options.ct2_dir, options.out))
 
 
+def _train_codec_teacher(options) -> None:
+    from audiodistill.codec_training import train
+
+    try:
+        model = train(options)
+    except ValueError as err:  # no usable audio in the manifest
+        print(f"audiodistill train-codec-teacher: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+    print(f"wrote {model} (metrics in {options.out}/metrics.jsonl)")
+
+
 def _serve(options) -> None:
     import time
 
@@ -143,6 +154,10 @@ def _options_class(command: str):
         from pipelines.quickstart import QuickstartOptions
 
         return QuickstartOptions
+    if command == "train-codec-teacher":
+        from audiodistill.codec_training import CodecTeacherOptions
+
+        return CodecTeacherOptions
     if command == "serve":
         from serve.options import ServeOptions
 
@@ -166,6 +181,7 @@ COMMANDS = {
     "bench": (_bench, "edge benchmark of one model: RTF, chunk latency, memory, size"),
     "quickstart": (_quickstart, "the main job on embedded defaults: synth, label, report"),
     "convert-teacher": (_convert_teacher, "convert a CTranslate2 Whisper dir to transformers"),
+    "train-codec-teacher": (_train_codec_teacher, "train the embedded codec teacher (EnCodec)"),
     "serve": (_serve, "serve models on Ray Serve: WebSocket streaming and OpenAI-style HTTP"),
     "transcribe": (_transcribe, "send an audio file to a running server (stream or HTTP)"),
 }
