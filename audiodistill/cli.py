@@ -45,9 +45,13 @@ def _distill(options) -> None:
 def _eval(options) -> None:
     from pipelines.evaluate import run  # workers > 1: Ray; 1: a fresh process per model
 
-    run(options)
+    try:
+        run(options)
+    except ValueError as err:  # no utterances, or codecs mixed with recognizers
+        print(f"audiodistill eval: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
     print((Path(options.out) / "report.md").read_text())
-    print(f"wrote {options.out}/report.json, report.md and plots/")
+    print(f"wrote {options.out}/report.json and report.md")
 
 
 def _results(options) -> None:

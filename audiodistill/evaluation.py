@@ -107,7 +107,8 @@ class ModelReport:
 @dataclass(frozen=True)
 class EvalOptions:
     # models to compare: exported student dirs, CTranslate2 or transformers Whisper dirs, or
-    # "teacher:ct2" / "teacher:hf" for the bundled tiny.en in either backend
+    # "teacher:ct2" / "teacher:hf" for the bundled tiny.en in either backend; or codec
+    # directories (all of them then; the first is the reference, see codec_evaluation.py)
     models: tuple[str, ...] = ("teacher:ct2",)
     # manifest (any format read_manifest accepts) with reference texts
     data: str = "data/synth/manifest.jsonl"

@@ -1,64 +1,20 @@
 """Codec teacher vs codec student on one manifest: quality, agreement, speed, size.
 
-    python benchmarks/codec_eval.py --teacher runs/codec_teacher/tiny-encodec \
+    python benchmarks/codec_eval.py --teacher runs/codec_teacher/model \
         --student runs/distill/codec/model --data data/synth/manifest.jsonl --split test
 
-Scores both models with audiodistill/codec_metrics.py against the original audio (bitrate,
-log-mel distance, SI-SDR, STOI, encode+decode RTF on 1 thread, parameters), the student's
-code agreement with the teacher and its codes decoded by the teacher's decoder, and prints a
-table and the issue's targets beside what was measured. `audiodistill eval` does not score
-codecs yet: this script is that step for now.
+The same as `audiodistill eval --model TEACHER --model STUDENT --data MANIFEST split=test
+threads=1`, which it runs (audiodistill/codec_evaluation.py), printing the table and the
+codec targets (student <= 30% of the teacher's parameters, >= 3x faster encode+decode on one
+thread, mel distance within 10% of the teacher's) beside what was measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 
-from audiodistill.audio import load_audio
-from audiodistill.codec_metrics import score
-from audiodistill.manifest import read_manifest
-from audiodistill.students.codec import CodecModel
-
-COLUMNS = (
-    ("bitrate", "bitrate (bps)", "{:.0f}"),
-    ("mel_distance", "mel distance", "{:.3f}"),
-    ("si_sdr", "SI-SDR (dB)", "{:.2f}"),
-    ("stoi", "STOI", "{:.3f}"),
-    ("code_agreement", "code agreement", "{:.3f}"),
-    ("teacher_decoded_mel_distance", "mel dist. via teacher decoder", "{:.3f}"),
-    ("rtf", "RTF (1 thread)", "{:.4f}"),
-    ("parameters", "parameters", "{:,.0f}"),
-)
-# (name, comparison, threshold): issue 6's targets for the student against the teacher
-TARGETS = (
-    ("parameters / teacher's", "<=", 0.30),
-    ("speed-up vs teacher (RTF ratio)", ">=", 3.0),
-    ("mel distance / teacher's", "<=", 1.10),
-)
-
-
-def table(rows: dict[str, dict[str, float]]) -> str:
-    lines = ["| model | " + " | ".join(title for _, title, _ in COLUMNS) + " |"]
-    lines.append("|" + " --- |" * (len(COLUMNS) + 1))
-    for name, metrics in rows.items():
-        cells = [fmt.format(metrics[key]) if key in metrics else "" for key, _, fmt in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def targets(student: dict[str, float], teacher: dict[str, float]) -> list[str]:
-    measured = {
-        "parameters / teacher's": student["parameters"] / teacher["parameters"],
-        "speed-up vs teacher (RTF ratio)": teacher["rtf"] / student["rtf"],
-        "mel distance / teacher's": student["mel_distance"] / teacher["mel_distance"],
-    }
-    out = []
-    for name, op, threshold in TARGETS:
-        value = measured[name]
-        met = value <= threshold if op == "<=" else value >= threshold
-        out.append(f"{name}: {value:.3f} (target {op} {threshold}) {'met' if met else 'NOT met'}")
-    return out
+from audiodistill.codec_evaluation import run
+from audiodistill.evaluation import EvalOptions
 
 
 def main() -> None:
@@ -68,21 +24,18 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="manifest of the clips to score")
     parser.add_argument("--split", default=None, help="only this split (e.g. test)")
     parser.add_argument("--limit", type=int, default=50, help="first N utterances")
-    parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--out", default="runs/eval_codec", help="report.json and report.md")
     args = parser.parse_args()
-    utterances = read_manifest(args.data, split=args.split)[: args.limit]
-    audios = [
-        load_audio(u.audio_bytes if u.audio_bytes is not None else u.audio) for u in utterances
-    ]
-    teacher = CodecModel.from_pretrained(args.teacher)
-    student = CodecModel.from_pretrained(args.student)
-    rows = {"teacher": score(teacher, audios), "student": score(student, audios, teacher)}
-    print(f"{len(audios)} utterances of {args.data}" + (f" ({args.split})" if args.split else ""))
-    print(table(rows))
-    print("\n".join(targets(rows["student"], rows["teacher"])))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(rows, out, indent=2)
+    options = EvalOptions(
+        models=(args.teacher, args.student),
+        data=args.data,
+        split=args.split,
+        limit=args.limit,
+        out=args.out,
+    )
+    run(options)
+    with open(f"{args.out}/report.md") as report:
+        print(report.read())
 
 
 if __name__ == "__main__":

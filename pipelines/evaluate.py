@@ -50,11 +50,18 @@ def _measure_on_ray(
     return parts[0][0], merge_measurements([m for _, m in parts])
 
 
-def run(options: EvalOptions) -> list[ModelReport]:
+def run(options: EvalOptions) -> list[ModelReport] | dict:
     """Score every model (one after another, each over `workers` Ray tasks); write reports.
-    With workers=1 no Ray is started: each model runs in a fresh local process."""
+    With workers=1 no Ray is started: each model runs in a fresh local process. Codecs are
+    scored by audiodistill.codec_evaluation (in this process) and give its report dict."""
+    from audiodistill import codec_evaluation
     from audiodistill.evaluation import run as run_locally
 
+    codecs = [codec_evaluation.is_codec(spec) for spec in options.models]
+    if any(codecs):
+        if not all(codecs):
+            raise ValueError("eval: score codecs and speech recognizers in separate runs")
+        return codec_evaluation.run(options)
     if options.workers <= 1:
         return run_locally(options)
     from pipelines.pseudo_label import init_ray

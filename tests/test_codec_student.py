@@ -278,3 +278,33 @@ def test_score_compares_a_codec_with_its_teacher(teacher_dir, rows):
     assert against_itself["code_agreement"] == 1.0
     assert against_itself["teacher_decoded_mel_distance"] == pytest.approx(alone["mel_distance"])
     assert alone["bitrate"] == 900.0 and alone["parameters"] > 0
+
+
+def test_eval_command_scores_codecs_against_the_first(teacher_dir, labels_dir, tmp_path):
+    from audiodistill.cli import main
+    from audiodistill.manifest import write_manifest
+
+    options = load_config(
+        DistillOptions,
+        overrides=["student=codec", f"codec.teacher={teacher_dir}", "codec.size=tiny"],
+    )
+    task = build_task(options)
+    task.save(task.build().eval(), tmp_path / "student" / "model")
+    clips = sorted(labels_dir.parent.glob("c*.wav"))[:3]
+    manifest = tmp_path / "clips.jsonl"
+    write_manifest([Utterance(c.stem, str(c)) for c in clips], manifest)  # no transcripts
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", str(teacher_dir), "--model", str(tmp_path / "student" / "model"),
+            f"data={manifest}", "split=null", f"out={out}"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    teacher, student = report["models"]
+    assert (teacher["name"], student["name"]) == ("tiny-encodec", "student")
+    assert "code_agreement" in student and "code_agreement" not in teacher
+    checks = {c["target"]: c for c in report["targets"]["student"]}
+    share = checks["parameters / teacher's"]
+    assert share["value"] == pytest.approx(student["parameters"] / teacher["parameters"])
+    assert "parameters / teacher's" in (out / "report.md").read_text()
+    mixed = ["eval", "--model", str(teacher_dir), "--model", "teacher:ct2", f"data={manifest}"]
+    with pytest.raises(SystemExit, match="2"):
+        main(mixed + [f"out={tmp_path / 'mixed'}"])
