@@ -24,6 +24,7 @@ Multi-node: `out`, the labels and the audio must be on storage every node sees.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -64,6 +65,7 @@ RUN_NAME = "train"  # Ray Train run name under <out>/ray; the same name is what 
 
 def run(options: DistillOptions) -> dict[str, Any]:
     """Train (or resume) the student in `options.out`, export the best, return a summary."""
+    options = with_absolute_teachers(options)
     task = build_task(options)
     train_rows, dev_rows = prepare(options, task)
     out = Path(options.out).resolve()
@@ -91,6 +93,22 @@ def run(options: DistillOptions) -> dict[str, Any]:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def with_absolute_teachers(options: DistillOptions) -> DistillOptions:
+    """Teacher directories given relative to where the job started, made absolute: Ray Train
+    workers run in a directory of their own, where a relative path names nothing."""
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path and Path(path).exists() else path
+
+    return dataclasses.replace(
+        options,
+        codec=dataclasses.replace(options.codec, teacher=absolute(options.codec.teacher)),
+        whisper_distil=dataclasses.replace(
+            options.whisper_distil, teacher=absolute(options.whisper_distil.teacher)
+        ),
+    )
 
 
 def prepare(options: DistillOptions, task: StudentTask):

@@ -294,3 +294,17 @@ def test_a_run_dir_resumes_only_its_own_student(labels_dir, tmp_path):
     options = DistillOptions(student="fake", out=str(tmp_path), data=DataOptions(str(labels_dir)))
     with pytest.raises(DataError, match="holds a 'streaming' run"):
         run(options)
+
+
+def test_teacher_directories_reach_workers_as_absolute_paths(tmp_path, monkeypatch):
+    from pipelines.distill import with_absolute_teachers
+
+    (tmp_path / "teachers" / "codec").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    options = load_config(
+        DistillOptions,
+        overrides=["codec.teacher=teachers/codec", "whisper_distil.teacher=openai/whisper-tiny"],
+    )
+    fixed = with_absolute_teachers(options)
+    assert fixed.codec.teacher == str(tmp_path / "teachers" / "codec")
+    assert fixed.whisper_distil.teacher == "openai/whisper-tiny"  # a hub id stays as it is

@@ -53,7 +53,7 @@ STUDENT_KIND = "codec"
 @dataclass(frozen=True)
 class CodecOptions:
     # directory of the codec teacher the labels came from (a transformers codec)
-    teacher: str = "runs/codec_teacher/tiny-encodec"
+    teacher: str = "runs/codec_teacher/model"
     # student size: "s" and "xs" for real teachers (EnCodec 24 kHz: 32 filters, 2 LSTM
     # layers), "tiny" for tests on tiny random-init teachers
     size: Literal["s", "xs", "tiny"] = "s"

@@ -150,7 +150,7 @@ def _load(model: str | None, dtype: str):
     if model is None:
         raise ValueError(
             "teacher.model: a codec teacher needs a transformers codec directory or hub id "
-            "(none is bundled); see configs/pseudo_label/codec_tiny.yaml"
+            "(none is bundled); see configs/pseudo_label/codec.yaml"
         )
     path = Path(model).expanduser()
     local = model.startswith(("/", "./", "../", "~")) or path.exists()
