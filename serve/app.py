@@ -317,11 +317,17 @@ class Gateway:
         except (WebSocketDisconnect, RuntimeError, asyncio.TimeoutError):
             pass  # the client is gone already
 
-    async def _receive(self, ws: WebSocket) -> dict:
-        try:
-            message = await asyncio.wait_for(ws.receive(), self.limits.idle_timeout_s)
-        except asyncio.TimeoutError as err:
-            raise ProtocolError(CLOSE_POLICY, f"idle for {self.limits.idle_timeout_s:g} s") from err
+    async def _receive(self, ws: WebSocket, flow: FlowWindow | None = None) -> dict:
+        """The next message. Silence past idle_timeout_s closes the stream, unless (with
+        `flow`) the client is waiting for credit while the server works through its audio."""
+        while True:
+            try:
+                message = await asyncio.wait_for(ws.receive(), self.limits.idle_timeout_s)
+                break
+            except asyncio.TimeoutError as err:
+                if flow is None or not flow.waiting_on_server(self.limits.idle_timeout_s):
+                    idle = f"idle for {self.limits.idle_timeout_s:g} s"
+                    raise ProtocolError(CLOSE_POLICY, idle) from err
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1005))
         return message
@@ -383,7 +389,7 @@ class Gateway:
         max_samples = self.limits.max_stream_seconds * SAMPLE_RATE
         try:
             while True:
-                message = await self._receive(ws)
+                message = await self._receive(ws, flow)
                 arrived = time.perf_counter()
                 if message.get("bytes") is not None:
                     if len(message["bytes"]) > self.limits.max_frame_bytes:

@@ -8,6 +8,7 @@ Client -> server: one JSON `config` message, then binary audio frames of any siz
 from __future__ import annotations
 
 import json
+import time
 from typing import Literal
 
 import numpy as np
@@ -126,6 +127,13 @@ class FlowWindow:
         self.received = 0  # samples taken off the socket
         self.processed = 0  # samples the model has consumed
         self.acked = 0  # `processed` when the last ack went out
+        self.progress_at = time.monotonic()  # when the model last consumed some
+
+    def waiting_on_server(self, idle_s: float) -> bool:
+        """Whether a silent client may just be waiting for credit: audio is still queued, or
+        the server consumed some within the last `idle_s` (so acks may still be on the way)."""
+        recent = time.monotonic() - self.progress_at < idle_s
+        return self.received > self.processed or recent
 
     def receive(self, samples: int) -> None:
         """Count a frame in; ProtocolError if the client sent it without credit."""
@@ -142,6 +150,7 @@ class FlowWindow:
         """Count processed samples; True when an ack is due (a quarter window since the last,
         so a blocked client always gets one once the queue drains)."""
         self.processed += samples
+        self.progress_at = time.monotonic()
         if self.processed - self.acked >= self.window // 4:
             self.acked = self.processed
             return True

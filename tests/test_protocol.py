@@ -90,3 +90,20 @@ def test_flow_window_acks_and_catches_a_client_without_credit():
     flow.process(900)  # the queue drained: an ack went out, so the client may send again
     assert flow.acked == 1200
     flow.receive(999)
+
+
+def test_a_silent_client_waiting_for_credit_is_not_idle(monkeypatch):
+    from serve import protocol
+    from serve.protocol import FlowWindow
+
+    clock = [100.0]
+    monkeypatch.setattr(protocol.time, "monotonic", lambda: clock[0])
+    flow = FlowWindow(window=1000)
+    flow.receive(1000)
+    clock[0] += 60
+    assert flow.waiting_on_server(idle_s=30)  # its audio is still queued
+    flow.process(1000)
+    clock[0] += 10
+    assert flow.waiting_on_server(idle_s=30)  # an ack went out 10 s ago
+    clock[0] += 30
+    assert not flow.waiting_on_server(idle_s=30)  # nothing queued, nothing done: idle
