@@ -46,12 +46,13 @@ def _eval(options) -> None:
     from pipelines.evaluate import run  # workers > 1: Ray; 1: a fresh process per model
 
     try:
-        run(options)
+        reports = run(options)
     except ValueError as err:  # no utterances, or codecs mixed with recognizers
         print(f"audiodistill eval: {err}", file=sys.stderr)
         raise SystemExit(2) from err
     print((Path(options.out) / "report.md").read_text())
-    print(f"wrote {options.out}/report.json and report.md")
+    plots = " and plots/" if isinstance(reports, list) else ""  # codec reports have none
+    print(f"wrote {options.out}/report.json, report.md{plots}")
 
 
 def _results(options) -> None:

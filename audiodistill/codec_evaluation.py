@@ -91,9 +91,7 @@ def run(options) -> dict:
     utterances = read_manifest(options.data, options.split)[: options.limit]
     if not utterances:
         raise ValueError(f"{options.data}: no utterances in split {options.split!r}")
-    audios = [
-        load_audio(u.audio_bytes if u.audio_bytes is not None else u.audio) for u in utterances
-    ]
+    audios = [load_audio(u.source) for u in utterances]
     torch.set_num_threads(options.threads)
     models = [(model_id(spec), CodecModel.from_pretrained(spec)) for spec in options.models]
     reference = models[0][1]

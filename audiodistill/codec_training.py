@@ -12,10 +12,10 @@ re-seeded from the current batch *before* it is assigned, not after. From scratc
 small encoder's latents move further per step than they spread across frames, so entries
 re-seeded from the previous batch are already stale and one EMA entry wins every frame
 (measured on the tiny size: 1 of 1024 codes in use within 3 steps, with decay 0.99 and
-with 0.8). The cost:
-frames that match an entry re-seeded from themselves are quantized without error in
-training, so the decoder sees less quantization noise there than at inference; the dev
-metrics always use the inference path (transformers' own encode and decode).
+with 0.8). The cost: frames that match an entry re-seeded from themselves are quantized
+without error in training, so the decoder sees less quantization noise there than at
+inference; the dev metrics always use the inference path (transformers' own encode and
+decode).
 
 The reconstruction loss is the multi-resolution log-STFT + log-mel L1 the codec student also
 uses. Left out: EnCodec's adversarial and feature-matching losses and its bandwidth
@@ -220,7 +220,7 @@ def _load_clips(options: CodecTeacherOptions, split: str | None, limit: int | No
     clips = []
     for u in utterances:
         try:
-            clips.append(load_audio(u.audio_bytes if u.audio_bytes is not None else u.audio))
+            clips.append(load_audio(u.source))
         except Exception as err:  # a broken file costs itself, not the run
             logger.warning("skipping %s: %s", u.id, err)
     return clips

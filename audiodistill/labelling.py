@@ -97,7 +97,7 @@ def label_shard(teacher, utterances: Sequence[Utterance], run_dir: str | Path, i
     for u in utterances:
         row = _base_row(u, teacher)
         try:
-            audio = load_audio(u.audio_bytes if u.audio_bytes is not None else u.audio)
+            audio = load_audio(u.source)
         except AudioError as err:
             row["error"] = str(err)
         else:

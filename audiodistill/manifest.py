@@ -33,6 +33,11 @@ class Utterance:
     meta: dict[str, Any] = field(default_factory=dict)  # anything else (voice, augmentation)
     audio_bytes: bytes | None = None  # encoded audio carried inline (HF datasets, Parquet)
 
+    @property
+    def source(self) -> bytes | str:
+        """What `load_audio` reads: the inline bytes when there are any, else the path."""
+        return self.audio_bytes if self.audio_bytes is not None else self.audio
+
 
 def read_manifest(source: str | Path, split: str | None = None) -> list[Utterance]:
     """Read any supported source; optionally keep one split. Ids must be unique."""

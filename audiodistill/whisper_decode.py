@@ -32,12 +32,15 @@ class Decoded:
         return self.sum_logprob / max(self.steps, 1)
 
 
-def previous_text_ids(tokenizer, text: str, max_target_positions: int) -> list[int]:
-    """<|startofprev|> and `text`'s tokens: how Whisper conditions on earlier text.
+def previous_text_ids(tokenizer, text: str | None, max_target_positions: int) -> list[int]:
+    """<|startofprev|> and `text`'s tokens: how Whisper conditions on earlier text (none for
+    no text).
 
     An OpenAI-style `prompt` (names, spellings, style) goes here. Like Whisper, only the last
     half-context of tokens is kept, so the transcript always has room.
     """
+    if not text:
+        return []
     ids = tokenizer.encode(" " + text.strip(), add_special_tokens=False)
     keep = max_target_positions // 2 - 1
     return [tokenizer.convert_tokens_to_ids("<|startofprev|>")] + ids[-keep:]

@@ -356,11 +356,7 @@ def transcribe(
             pieces.append(window)
             owners.append(i)
     generation = model.generation_config
-    previous = []
-    if prompt:
-        previous = previous_text_ids(
-            processor.tokenizer, prompt, model.config.max_target_positions
-        )
+    previous = previous_text_ids(processor.tokenizer, prompt, model.config.max_target_positions)
     texts = [[] for _ in audios]
     # similar lengths together keep padding (and wasted encoder frames) small
     order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))

@@ -120,25 +120,23 @@ class HFWhisperTeacher:
             for window in log_mel_windows(extractor, np.asarray(audio, dtype=np.float32)):
                 windows.append(window)
                 owners.append(i)
+        previous = previous_text_ids(
+            self.processor.tokenizer, prompt, self.model.config.max_target_positions
+        )
         decoded = []
         for start in range(0, len(windows), self.batch_size):
             batch = np.stack(windows[start : start + self.batch_size])
-            decoded.extend(self._decode(batch, prompt))
+            decoded.extend(self._decode(batch, previous + self.prompt))
         parts = [[] for _ in audios]
         for d, owner in zip(decoded, owners, strict=True):
             parts[owner].append(d)
         return [self._transcript(p) for p in parts]
 
-    def _decode(self, features: np.ndarray, prompt: str | None = None) -> list[Decoded]:
-        """Greedy results for a batch of log-mel windows [B, n_mels, 3000]."""
+    def _decode(self, features: np.ndarray, tokens: list[int]) -> list[Decoded]:
+        """Greedy results for a batch of log-mel windows [B, n_mels, 3000] after the decoder
+        prompt `tokens`."""
         inputs = torch.from_numpy(features).to(self.device, self.model.dtype)
         generation = self.model.generation_config
-        tokens = self.prompt
-        if prompt:
-            previous = previous_text_ids(
-                self.processor.tokenizer, prompt, self.model.config.max_target_positions
-            )
-            tokens = previous + self.prompt
         with torch.inference_mode():
             encoded = self.model.model.encoder(inputs).last_hidden_state  # [B, 1500, D]
         return greedy_decode(
