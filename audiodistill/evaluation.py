@@ -272,7 +272,7 @@ def _stream_latencies(model: EvalModel, audios: Sequence[np.ndarray], warmup: in
 
 def measure(model: EvalModel, utterances: Sequence[Utterance], warmup: int = 1) -> Measurements:
     """Transcribe each utterance alone, timing it; streaming models are also streamed."""
-    audios = [load_audio(u.audio) for u in utterances]
+    audios = [load_audio(u.source) for u in utterances]
     for audio in audios[:warmup]:
         model.transcribe([audio])  # first-call costs (allocation, lazy init) are not RTF
     hypotheses, seconds = [], []

@@ -57,6 +57,17 @@ def test_perfect_and_damaged_models_are_scored(manifest):
     assert damaged.wer == pytest.approx(len(utterances) / words)
 
 
+def test_inline_audio_is_scored_like_files(manifest):
+    """Manifests from HF datasets or Parquet carry encoded audio inline and no usable path."""
+    from dataclasses import replace
+
+    utterances = read_manifest(manifest)
+    model = _echo_model(utterances)
+    inline = [replace(u, audio="", audio_bytes=open(u.audio, "rb").read()) for u in utterances]
+    report, hypotheses = evaluate(model, inline)
+    assert report.wer == 0 and hypotheses == [u.text for u in utterances]
+
+
 def test_data_label_says_what_the_audio_is():
     synth = [Utterance("a", "/a.wav", meta={"augmentation": "clean", "voice": "v"})]
     real = [Utterance("b", "/b.flac")]

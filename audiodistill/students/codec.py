@@ -3,6 +3,9 @@
 The student is a transformers codec of the teacher's family with fewer channels and layers
 (a named builder per size, from the teacher's config), so its export is an ordinary
 `save_pretrained` directory that `from_pretrained` (and the codec teacher) load as they are.
+By default it starts from the teacher's strongest channels (students/codec_pruning.py):
+measured on the embedded teacher, an xs student started so reached a dev mel distance of
+1.75 in 400 steps, where one started from random weights was still at 3.45.
 EnCodec is the family implemented; DAC and Mimi teachers are refused by `check` for now.
 
 Training signals, per batch of pseudo-label rows (the teacher's codes and latents):
@@ -46,6 +49,7 @@ from torch import nn
 
 from audiodistill import codec_losses, codec_metrics
 from audiodistill.audio import SAMPLE_RATE, resample
+from audiodistill.students.codec_pruning import prune_into
 
 STUDENT_KIND = "codec"
 
@@ -59,6 +63,9 @@ class CodecOptions:
     size: Literal["s", "xs", "tiny"] = "s"
     # student latent size (None: the teacher's, so its codebooks and codes are drop-in)
     latent_dim: int | None = None
+    # starting weights: "pruned" keeps the teacher's strongest channels of every layer
+    # (students/codec_pruning.py), "random" starts from scratch
+    init: Literal["pruned", "random"] = "pruned"
     # weight of the latent MSE to the teacher's latents
     latent_weight: float = 1.0
     # weight of the per-codebook cross-entropy on the teacher's codes
@@ -72,10 +79,14 @@ class CodecOptions:
 
 
 # literal student sizes per family, applied to the teacher's config (filters: the first conv
-# layer's channels, doubled at each of the 4 downsamplings; the LSTM runs at the widest)
+# layer's channels, doubled at each of the 4 downsamplings; the LSTM runs at the widest;
+# compress: residual blocks narrow to channels / compress inside). xs's compress 4 is
+# measured, not derived: on 1 CPU thread, 8 filters with EnCodec's compress 2 ran the
+# embedded teacher's round trip only 2.0x faster, with compress 4 3.4x (oneDNN's speed
+# on a few channels depends on their count more than on the FLOPs)
 ENCODEC_SIZES = {
     "s": {"num_filters": 16, "num_lstm_layers": 1},
-    "xs": {"num_filters": 8, "num_lstm_layers": 1},
+    "xs": {"num_filters": 8, "num_lstm_layers": 1, "compress": 4},
     "tiny": {"num_filters": 2, "num_lstm_layers": 1},
 }
 
@@ -165,14 +176,25 @@ class CodecTask:
     def config(self):
         """The student's EnCodec config: the teacher's at `options.size`."""
         options = self.options
+        if options.latent_dim is not None and options.latent_dim > self.teacher_dim:
+            raise ValueError(
+                f"codec.latent_dim={options.latent_dim}: at most the teacher's {self.teacher_dim}"
+            )
         return encodec_student_config(self.teacher.model.config, options.size, options.latent_dim)
 
     def build(self) -> nn.Module:
         model = CodecStudent(self.config, self.teacher_dim)
-        if self.config.hidden_size == self.teacher_dim:  # the teacher's codebooks: drop-in codes
-            teacher_layers = self.teacher.model.quantizer.layers
-            for mine, theirs in zip(model.codec.quantizer.layers, teacher_layers, strict=True):
-                mine.codebook.load_state_dict(theirs.codebook.state_dict())
+        latents = torch.arange(self.config.hidden_size)  # teacher latent channels kept
+        if self.options.init == "pruned":
+            latents = prune_into(self.teacher.model, model.codec)
+        # the teacher's codebooks on the kept channels (all of them: drop-in codes); EnCodec
+        # trains codebooks by EMA, which this loop does not, so they must start trained
+        teacher_layers = self.teacher.model.quantizer.layers
+        for mine, theirs in zip(model.codec.quantizer.layers, teacher_layers, strict=True):
+            state = theirs.codebook.state_dict()
+            state["embed"] = state["embed"][:, latents]
+            state["embed_avg"] = state["embed_avg"][:, latents]
+            mine.codebook.load_state_dict(state)
         return model
 
     def check(self, labels) -> None:
