@@ -80,10 +80,11 @@ class CodecOptions:
 
 # literal student sizes per family, applied to the teacher's config (filters: the first conv
 # layer's channels, doubled at each of the 4 downsamplings; the LSTM runs at the widest;
-# compress: residual blocks narrow to channels / compress inside). xs's compress 4 is
-# measured, not derived: on 1 CPU thread, 8 filters with EnCodec's compress 2 ran the
-# embedded teacher's round trip only 2.0x faster, with compress 4 3.4x (oneDNN's speed
-# on a few channels depends on their count more than on the FLOPs)
+# compress: residual blocks narrow to channels / compress inside). xs's compress 4 halves
+# the residual blocks' FLOPs; timed on 1 thread against the embedded teacher it was 3.4x
+# faster where compress 2 was 2.0x (random weights, 20 clips), but the trained students
+# timed by `audiodistill eval` on 40 clips ran at the same 1.9x: at these widths per-call
+# setup in torch's convolution, not arithmetic, sets the pace (docs/benchmarks.md)
 ENCODEC_SIZES = {
     "s": {"num_filters": 16, "num_lstm_layers": 1},
     "xs": {"num_filters": 8, "num_lstm_layers": 1, "compress": 4},
