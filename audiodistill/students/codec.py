@@ -4,8 +4,8 @@ The student is a transformers codec of the teacher's family with fewer channels 
 (a named builder per size, from the teacher's config), so its export is an ordinary
 `save_pretrained` directory that `from_pretrained` (and the codec teacher) load as they are.
 By default it starts from the teacher's strongest channels (students/codec_pruning.py):
-measured on the embedded teacher, an xs student started so reached a dev mel distance of
-1.75 in 400 steps, where one started from random weights was still at 3.45.
+measured on the embedded teacher, an xs student started so had a dev mel distance of 1.81
+after 200 steps, one started from random weights 3.34 (docs/benchmarks.md).
 EnCodec is the family implemented; DAC and Mimi teachers are refused by `check` for now.
 
 Training signals, per batch of pseudo-label rows (the teacher's codes and latents):

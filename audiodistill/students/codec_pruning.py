@@ -41,7 +41,7 @@ def _prune_layers(teacher_layers, student_layers, kept: torch.Tensor) -> torch.T
     for theirs, mine in zip(teacher_layers, student_layers, strict=True):
         name = type(theirs).__name__
         if name in ("EncodecConv1d", "EncodecConvTranspose1d"):
-            out = _strongest(_output_norms(theirs.conv), _out_channels(mine.conv))
+            out = _strongest(_output_norms(theirs.conv), mine.conv.out_channels)
             _copy_conv(theirs.conv, mine.conv, kept, out)
             kept = out
         elif name == "EncodecResnetBlock":
@@ -55,10 +55,15 @@ def _prune_layers(teacher_layers, student_layers, kept: torch.Tensor) -> torch.T
 
 def _prune_resnet_block(theirs, mine, kept: torch.Tensor) -> torch.Tensor:
     """block = ELU, conv (to the hidden width), ELU, conv (back); output = shortcut + block."""
+    if isinstance(theirs.shortcut, nn.Identity):
+        raise ValueError(
+            "width pruning needs EnCodec's conv shortcuts (use_conv_shortcut); "
+            "use codec.init=random for this teacher"
+        )
     first, last = theirs.block[1].conv, theirs.block[3].conv
-    hidden = _strongest(_output_norms(first), _out_channels(mine.block[1].conv))
+    hidden = _strongest(_output_norms(first), mine.block[1].conv.out_channels)
     norms = _output_norms(last) + _output_norms(theirs.shortcut.conv)
-    out = _strongest(norms, _out_channels(mine.block[3].conv))
+    out = _strongest(norms, mine.block[3].conv.out_channels)
     _copy_conv(first, mine.block[1].conv, kept, hidden)
     _copy_conv(last, mine.block[3].conv, hidden, out)
     _copy_conv(theirs.shortcut.conv, mine.shortcut.conv, kept, out)
@@ -72,10 +77,6 @@ def _strongest(norms: torch.Tensor, count: int) -> torch.Tensor:
 
 def _is_transposed(conv: nn.Module) -> bool:
     return isinstance(conv, nn.ConvTranspose1d)
-
-
-def _out_channels(conv: nn.Module) -> int:
-    return conv.out_channels
 
 
 def _output_norms(conv: nn.Module) -> torch.Tensor:
