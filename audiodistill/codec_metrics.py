@@ -29,6 +29,12 @@ MEL_BANDS = 80
 MEL_FFT = 1024  # 64 ms at 16 kHz
 MEL_HOP = 256  # 16 ms
 LOG_FLOOR = 1e-5  # log-mel floor: silence compares as silence, not as -inf
+# oneDNN keeps the kernels it built (one per layer and input shape) in a cache of 1024 by
+# default. Timing 3 codecs of ~40 convolutions on 40 clip lengths needs ~4800: with the
+# default every pass rebuilt them, and that fixed per-layer cost, not arithmetic, set a
+# small student's pace (docs/benchmarks.md). Read once, at the first convolution of the
+# process, so it must be in the environment before any model runs.
+ONEDNN_CACHE = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 
 
 def bitrate(n_q: int, codebook_size: int, frame_rate: float) -> float:
@@ -96,20 +102,20 @@ def roundtrip_rtfs(
     roundtrips: Sequence[Callable[[np.ndarray], np.ndarray]],
     audios: Sequence[np.ndarray],
     repeats: int = 3,
-    warmup: int = 1,
 ) -> list[float]:
     """Encode + decode seconds per audio second of each codec, on one thread (the caller's
-    thread count is restored afterwards). The codecs take turns, `repeats` passes over all
-    clips each, and each keeps its fastest pass: on a shared machine other work only ever
-    adds time, and taking turns exposes every codec to the same slow spells, so their ratio
-    holds better than timings taken one after the other. The first `warmup` clips run once
-    untimed."""
+    thread count is restored afterwards), in steady state. The codecs take turns, `repeats`
+    passes over all clips each, and each keeps its fastest pass: on a shared machine other
+    work only ever adds time, and taking turns exposes every codec to the same slow spells,
+    so their ratio holds better than timings taken one after the other. Every clip runs
+    once untimed first: torch builds a oneDNN kernel per layer and input shape on first
+    use, a fixed cost per layer that is not the model's speed (see `ONEDNN_CACHE`)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     best = [math.inf] * len(roundtrips)
     try:
         for roundtrip in roundtrips:
-            for audio in audios[:warmup]:
+            for audio in audios:
                 roundtrip(audio)
         for _ in range(repeats):
             for i, roundtrip in enumerate(roundtrips):

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 import audiodistill
 from audiodistill import codec_losses, codec_metrics
@@ -237,6 +238,10 @@ def test_export_loads_through_the_registry_and_as_a_codec(teacher_dir, rows, tmp
     audio = rows[1][0]["audio"]
     mine = CodecModel(model.codec, 24_000)
     np.testing.assert_array_equal(loaded.encode(audio), mine.encode(audio))
+    # loaded for inference: weight norm folded into plain weights, the same codec
+    assert not any(parametrize.is_parametrized(m) for m in loaded.model.modules())
+    assert any(parametrize.is_parametrized(m) for m in model.codec.modules())
+    np.testing.assert_allclose(loaded.roundtrip(audio), mine.roundtrip(audio), atol=1e-5)
     assert abs(len(loaded.roundtrip(audio)) - len(audio)) < 320
     # the export is an ordinary transformers codec: the codec teacher loads it too
     as_teacher = build_teacher(TeacherOptions(backend="codec", model=str(tmp_path / "model")))

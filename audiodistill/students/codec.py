@@ -58,9 +58,10 @@ STUDENT_KIND = "codec"
 class CodecOptions:
     # directory of the codec teacher the labels came from (a transformers codec)
     teacher: str = "runs/codec_teacher/model"
-    # student size: "s" and "xs" for real teachers (EnCodec 24 kHz: 32 filters, 2 LSTM
-    # layers), "tiny" for tests on tiny random-init teachers
-    size: Literal["s", "xs", "tiny"] = "s"
+    # student size: "s", "xs" and "xxs" for real teachers (EnCodec 24 kHz: 32 filters, 2 LSTM
+    # layers; the embedded teacher: 16 filters, 1 LSTM layer), "tiny" for tests on tiny
+    # random-init teachers
+    size: Literal["s", "xs", "xxs", "tiny"] = "s"
     # student latent size (None: the teacher's, so its codebooks and codes are drop-in)
     latent_dim: int | None = None
     # starting weights: "pruned" keeps the teacher's strongest channels of every layer
@@ -80,14 +81,14 @@ class CodecOptions:
 
 # literal student sizes per family, applied to the teacher's config (filters: the first conv
 # layer's channels, doubled at each of the 4 downsamplings; the LSTM runs at the widest;
-# compress: residual blocks narrow to channels / compress inside). xs's compress 4 halves
-# the residual blocks' FLOPs; timed on 1 thread against the embedded teacher it was 3.4x
-# faster where compress 2 was 2.0x (random weights, 20 clips), but the trained students
-# timed by `audiodistill eval` on 40 clips ran at the same 1.9x: at these widths per-call
-# setup in torch's convolution, not arithmetic, sets the pace (docs/benchmarks.md)
+# compress: residual blocks narrow to channels / compress inside). At these widths the
+# full-rate element-wise work (padding, ELU), which shrinks with the filters only linearly,
+# sets the pace: against the embedded 16-filter teacher, xs (8) ran 2.5x faster, xxs (7)
+# 3.0x (docs/benchmarks.md). 6 filters trained no further than a random start in 200 steps.
 ENCODEC_SIZES = {
     "s": {"num_filters": 16, "num_lstm_layers": 1},
     "xs": {"num_filters": 8, "num_lstm_layers": 1, "compress": 4},
+    "xxs": {"num_filters": 7, "num_lstm_layers": 1, "compress": 4},
     "tiny": {"num_filters": 2, "num_lstm_layers": 1},
 }
 
@@ -325,6 +326,22 @@ def save_student(codec, out_dir: Path, teacher: str) -> None:
     config_path.write_text(json.dumps(config, indent=2))
 
 
+def without_weight_norm(codec: nn.Module) -> nn.Module:
+    """`codec` with every weight-norm reparametrization folded into a plain weight.
+
+    Weight norm is a training device: at inference it recomputes each conv's weight from
+    its direction and norm on every call, a per-layer cost that weighs most on small
+    models. Loaded models drop it (teachers and students alike, so speed comparisons stay
+    fair); training keeps it.
+    """
+    from torch.nn.utils import parametrize
+
+    for module in codec.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return codec
+
+
 class CodecModel:
     """Any EnCodec model as a 16 kHz codec: encode to codes, decode back, round trip."""
 
@@ -340,7 +357,7 @@ class CodecModel:
         from transformers import EncodecModel
 
         codec = EncodecModel.from_pretrained(str(path))
-        return cls(codec, int(codec.config.sampling_rate))
+        return cls(without_weight_norm(codec), int(codec.config.sampling_rate))
 
     def bitrate(self, n_q: int | None = None) -> float:
         return codec_metrics.bitrate(n_q or self.n_q, self.codebook_size, self.frame_rate)
