@@ -258,7 +258,8 @@ def train(options: CodecTeacherOptions) -> Path:
         optimizer.step()
         step += 1
         if step % options.eval_every == 0:
-            _report(out, {"step": step, "loss": float(loss), **parts} | dev_metrics(model, dev))
+            record = {"step": step, "loss": float(loss.detach()), **parts}
+            _report(out, record | dev_metrics(model, dev))
             _save_checkpoint(out / "checkpoint.pt", model, optimizer, step)
     final = {"step": step, "final": True, "train_seconds": round(time.monotonic() - started, 1)}
     _report(out, final | dev_metrics(model, dev))

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from audiodistill.students.codec import CodecOptions, CodecTask, encodec_student_config
+from audiodistill.students.codec import CodecOptions, CodecTask
+from audiodistill.students.codec_families import EncodecFamily
 from audiodistill.students.codec_pruning import prune_into
 from audiodistill.testing.codecs import tiny_codec_config
 
@@ -70,7 +71,7 @@ def test_pruning_away_silent_channels_keeps_the_output_exactly(teacher):
     from transformers import EncodecModel
 
     _silence_even_channels(teacher)
-    student = EncodecModel(encodec_student_config(teacher.config, "tiny")).eval()
+    student = EncodecModel(EncodecFamily().student_config(teacher.config, "tiny", None)).eval()
     assert student.config.num_filters == teacher.config.num_filters // 2
     prune_into(teacher, student)
     audio = torch.randn(2, 1, 24000) * 0.1

@@ -14,7 +14,7 @@ from torch.nn.utils import parametrize
 
 import audiodistill
 from audiodistill import codec_losses, codec_metrics
-from audiodistill.audio import SAMPLE_RATE, save_wav
+from audiodistill.audio import SAMPLE_RATE
 from audiodistill.config import load_config
 from audiodistill.distill import (
     DataOptions,
@@ -27,18 +27,11 @@ from audiodistill.distill import (
     training_row,
     with_audio,
 )
-from audiodistill.labelling import label_shard
 from audiodistill.manifest import Utterance
 from audiodistill.students.codec import CodecModel, CodecOptions, CodecTask
 from audiodistill.students.registry import build_task
 from audiodistill.teachers import TeacherOptions, build_teacher
-from audiodistill.testing.codecs import save_tiny_codec
-
-
-def _clip(i: int, rng, seconds: float = 0.5) -> np.ndarray:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    tone = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * np.exp(-2 * t)
-    return (tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +43,7 @@ def teacher_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def labels_dir(teacher_dir, tmp_path_factory):
     """Codec pseudo-labels of 8 clips (6 train, 2 dev), written as the labelling job does."""
-    root = tmp_path_factory.mktemp("codec_labels")
-    rng = np.random.default_rng(1)
-    utterances = []
-    for i in range(8):
-        save_wav(root / f"c{i}.wav", _clip(i, rng))
-        split = "dev" if i >= 6 else "train"
-        utterances.append(Utterance(f"c{i}", str(root / f"c{i}.wav"), split=split))
-    teacher = build_teacher(TeacherOptions(backend="codec", model=str(teacher_dir)))
-    label_shard(teacher, utterances, root / "labels", 0)
-    return root / "labels"
+    return label_tone_clips(teacher_dir, tmp_path_factory.mktemp("codec_labels"))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +75,8 @@ def test_code_logits_pick_what_the_residual_quantizer_picks(teacher_dir):
 
     model = EncodecModel.from_pretrained(teacher_dir).eval()
     with torch.no_grad():
-        latents = model.encoder(torch.from_numpy(_clip(3, np.random.default_rng(2)))[None, None])
+        clip = tone_clip(3, np.random.default_rng(2))
+        latents = model.encoder(torch.from_numpy(clip)[None, None])
         codes = model.quantizer.encode(latents).transpose(0, 1)  # [1, n_q, T]
     codebooks = torch.stack([layer.codebook.embed for layer in model.quantizer.layers])
     logits = codec_losses.residual_code_logits(latents, codebooks, codes)
@@ -131,7 +116,7 @@ def test_si_sdr_matches_a_known_snr_and_ignores_scale():
 
 def test_stoi_and_mel_distance_rank_clean_above_noisy():
     rng = np.random.default_rng(0)
-    speechlike = np.concatenate([_clip(i, rng) for i in range(6)]).astype(np.float64)
+    speechlike = np.concatenate([tone_clip(i, rng) for i in range(6)]).astype(np.float64)
     noisy = speechlike + 0.3 * rng.standard_normal(len(speechlike))
     assert codec_metrics.stoi(speechlike, speechlike) == pytest.approx(1.0, abs=1e-6)
     assert codec_metrics.stoi(speechlike, noisy) < 0.9
@@ -183,11 +168,12 @@ def test_student_is_smaller_and_starts_from_the_teachers_codebooks(teacher_dir):
     model = task.build()
     teacher = task.teacher.model
     assert codec_metrics.parameters(model) < 0.3 * codec_metrics.parameters(teacher)
-    assert torch.equal(
-        model.codebooks(2), torch.stack([la.codebook.embed for la in teacher.quantizer.layers])
-    )
+    def codebooks(codec):
+        return torch.stack([layer.codebook.embed for layer in codec.quantizer.layers])
+
+    assert torch.equal(codebooks(model.codec), codebooks(teacher))
     from_scratch = _task(teacher_dir, init="random").build()
-    assert torch.equal(from_scratch.codebooks(2), model.codebooks(2))
+    assert torch.equal(codebooks(from_scratch.codec), codebooks(teacher))
     narrow = _task(teacher_dir, latent_dim=8).build()
     assert isinstance(narrow.proj, torch.nn.Linear) and narrow.proj.out_features == 16
 

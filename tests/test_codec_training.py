@@ -75,14 +75,14 @@ def test_entries_move_towards_their_frames_and_unused_ones_are_reseeded():
 def test_named_sizes_and_the_student_share():
     from transformers import EncodecModel
 
-    from audiodistill.students.codec import encodec_student_config
+    from audiodistill.students.codec_families import EncodecFamily
 
     config = teacher_config("s", 4)
     assert (config.sampling_rate, config.frame_rate, config.num_quantizers) == (16000, 50, 4)
     teacher = sum(p.numel() for p in EncodecModel(config).parameters())
     assert 2.5e6 < teacher < 3e6
     for size in ("xs", "xxs"):
-        student = EncodecModel(encodec_student_config(config, size))
+        student = EncodecModel(EncodecFamily().student_config(config, size, None))
         assert sum(p.numel() for p in student.parameters()) / teacher <= 0.30
     with pytest.raises(ValueError, match="size must be one of"):
         teacher_config("xl", 4)

@@ -1,25 +1,28 @@
 """The `codec` student: a smaller neural audio codec distilled from a codec teacher.
 
 The student is a transformers codec of the teacher's family with fewer channels and layers
-(a named builder per size, from the teacher's config), so its export is an ordinary
+(a named size per family, applied to the teacher's config), so its export is an ordinary
 `save_pretrained` directory that `from_pretrained` (and the codec teacher) load as they are.
-By default it starts from the teacher's strongest channels (students/codec_pruning.py):
-measured on the embedded teacher, an xs student started so had a dev mel distance of 1.81
-after 200 steps, one started from random weights 3.34 (docs/benchmarks.md).
-EnCodec is the family implemented; DAC and Mimi teachers are refused by `check` for now.
+Families: EnCodec and DAC (students/codec_families.py); Mimi teachers are refused with a
+clear error. An EnCodec student starts by default from the teacher's strongest channels
+(students/codec_pruning.py): measured on the embedded teacher, an xs student started so had
+a dev mel distance of 1.81 after 200 steps, one started from random weights 3.34
+(docs/benchmarks.md). A DAC student starts from random weights (`init: random`).
 
 Training signals, per batch of pseudo-label rows (the teacher's codes and latents):
 
 - latent MSE: student encoder output vs the teacher's pre-quantization latents, through a
   learned linear projection when the student's latent size differs (the projection is a
   training-only head; it is not exported);
-- code cross-entropy per codebook: distance logits of the student's latents against its own
-  residual quantizer (see audiodistill/codec_losses.py), on the teacher's code ids. With the
+- code cross-entropy per codebook (EnCodec): distance logits of the student's latents
+  against its own residual quantizer (see audiodistill/codec_losses.py), on the teacher's
+  code ids. With the
   teacher's latent size (the default), the student's quantizer *is* a copy of the teacher's
   codebooks, so matching ids means the student's codes are the teacher's codes: the teacher's
   decoder can decode them (`decode_with_teacher`, reported at every dev evaluation). EnCodec
   keeps codebooks as buffers updated by k-means EMA, which transformers does not train, so
-  they stay fixed here: the encoder learns to land on them;
+  they stay fixed here: the encoder learns to land on them. A DAC student gets the teacher's
+  quantizer, frozen, for the same reason;
 - multi-resolution log-STFT + log-mel L1 between the student's reconstruction (its own
   decoder on its own quantized latents, straight-through so the encoder gets this gradient
   too) and the teacher's decoded audio (what the teacher's codes sound like; the student
@@ -49,7 +52,7 @@ from torch import nn
 
 from audiodistill import codec_losses, codec_metrics
 from audiodistill.audio import SAMPLE_RATE, resample
-from audiodistill.students.codec_pruning import prune_into
+from audiodistill.students.codec_families import CodecFamily, family_of
 
 STUDENT_KIND = "codec"
 
@@ -58,18 +61,19 @@ STUDENT_KIND = "codec"
 class CodecOptions:
     # directory of the codec teacher the labels came from (a transformers codec)
     teacher: str = "runs/codec_teacher/model"
-    # student size: "s", "xs" and "xxs" for real teachers (EnCodec 24 kHz: 32 filters, 2 LSTM
-    # layers; the embedded teacher: 16 filters, 1 LSTM layer), "tiny" for tests on tiny
-    # random-init teachers
+    # student size (students/codec_families.py): EnCodec "s", "xs", "xxs" (EnCodec 24 kHz:
+    # 32 filters, 2 LSTM layers; the embedded teacher: 16 filters, 1 LSTM layer); DAC "s";
+    # "tiny" for tests on tiny random-init teachers
     size: Literal["s", "xs", "xxs", "tiny"] = "s"
-    # student latent size (None: the teacher's, so its codebooks and codes are drop-in)
+    # student latent size (None: the teacher's, so its codebooks and codes are drop-in;
+    # EnCodec only)
     latent_dim: int | None = None
     # starting weights: "pruned" keeps the teacher's strongest channels of every layer
-    # (students/codec_pruning.py), "random" starts from scratch
+    # (students/codec_pruning.py; EnCodec only), "random" starts from scratch
     init: Literal["pruned", "random"] = "pruned"
     # weight of the latent MSE to the teacher's latents
     latent_weight: float = 1.0
-    # weight of the per-codebook cross-entropy on the teacher's codes
+    # weight of the per-codebook cross-entropy on the teacher's codes (EnCodec only)
     code_weight: float = 1.0
     # weight of the multi-resolution spectral loss against the teacher's decoded audio
     reconstruction_weight: float = 1.0
@@ -79,72 +83,40 @@ class CodecOptions:
     cache_teacher_audio: bool = True
 
 
-# literal student sizes per family, applied to the teacher's config (filters: the first conv
-# layer's channels, doubled at each of the 4 downsamplings; the LSTM runs at the widest;
-# compress: residual blocks narrow to channels / compress inside). At these widths the
-# full-rate element-wise work (padding, ELU), which shrinks with the filters only linearly,
-# sets the pace: against the embedded 16-filter teacher, xs (8) ran 2.5x faster, xxs (7)
-# 3.0x (docs/benchmarks.md). 6 filters trained no further than a random start in 200 steps.
-ENCODEC_SIZES = {
-    "s": {"num_filters": 16, "num_lstm_layers": 1},
-    "xs": {"num_filters": 8, "num_lstm_layers": 1, "compress": 4},
-    "xxs": {"num_filters": 7, "num_lstm_layers": 1, "compress": 4},
-    "tiny": {"num_filters": 2, "num_lstm_layers": 1},
-}
-
-
-def encodec_student_config(teacher_config, size: str, latent_dim: int | None = None):
-    """The teacher's EnCodec config (rate, hop, codebooks, bandwidths) at a smaller size."""
-    from transformers import EncodecConfig
-
-    if size not in ENCODEC_SIZES:
-        raise ValueError(f"codec.size must be one of {sorted(ENCODEC_SIZES)}, got {size!r}")
-    values = teacher_config.to_dict()
-    values.update(ENCODEC_SIZES[size])
-    if latent_dim is not None:
-        values.update(hidden_size=latent_dim, codebook_dim=latent_dim)
-    return EncodecConfig(**values)
-
-
 class CodecStudent(nn.Module):
-    """A student EnCodec plus the training-only projection of its latents to the teacher's."""
+    """A student codec plus the training-only projection of its latents to the teacher's."""
 
-    def __init__(self, config, teacher_dim: int):
-        from transformers import EncodecModel
-
+    def __init__(self, family: CodecFamily, config, teacher_dim: int):
         super().__init__()
-        self.codec = EncodecModel(config)
+        self.family = family
+        self.codec = family.model(config)
         dim = config.hidden_size
         self.proj = nn.Identity() if dim == teacher_dim else nn.Linear(dim, teacher_dim)
 
-    def codebooks(self, n_q: int) -> torch.Tensor:
-        """[n_q, K, D] entries of the first n_q residual quantizer stages."""
-        return torch.stack([layer.codebook.embed for layer in self.codec.quantizer.layers[:n_q]])
-
     def encode(self, audio: torch.Tensor, n_q: int) -> tuple[torch.Tensor, torch.Tensor]:
         """([B, D, T] latents, [B, n_q, T] codes) of [B, 1, N] audio at the codec's rate."""
-        latents = self.codec.encoder(audio)
-        with torch.no_grad():
-            codes = self.codec.quantizer.encode(latents)[:n_q].transpose(0, 1)
-        return latents, codes
+        latents = self.family.latents(self.codec, audio)
+        return latents, self.family.quantize(self.codec, latents, n_q)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, N] audio of [B, n_q, T] codes."""
-        return self.codec.decoder(self.codec.quantizer.decode(codes.transpose(0, 1)))[:, 0]
+        return self.family.decode(self.codec, self.family.dequantize(self.codec, codes))
 
     def forward(self, audio: torch.Tensor, teacher_codes: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Projected latents, code logits and the reconstruction, for the training losses."""
+        """Projected latents, code logits (families that have them) and the reconstruction,
+        for the training losses."""
         n_q, frames = teacher_codes.shape[1], teacher_codes.shape[2]
         latents, codes = self.encode(audio, n_q)
         latents, codes = latents[..., :frames], codes[..., :frames]
-        quantized = self.codec.quantizer.decode(codes.transpose(0, 1))
+        quantized = self.family.dequantize(self.codec, codes)
         straight_through = latents + (quantized - latents).detach()
-        logits = codec_losses.residual_code_logits(latents, self.codebooks(n_q), teacher_codes)
-        return {
+        out = {
             "latents": self.proj(latents.transpose(1, 2)).transpose(1, 2),
-            "logits": logits,
-            "audio": self.codec.decoder(straight_through)[:, 0],
+            "audio": self.family.decode(self.codec, straight_through),
         }
+        if self.family.has_code_logits:
+            out["logits"] = self.family.code_logits(self.codec, latents, teacher_codes)
+        return out
 
 
 class CodecTask:
@@ -162,13 +134,15 @@ class CodecTask:
         """The codec teacher, loaded on first use (a config can be checked without it)."""
         from audiodistill.teachers.codec import HFCodecTeacher
 
-        teacher = HFCodecTeacher(self.options.teacher, threads=torch.get_num_threads())
-        if teacher.family != "encodec":
-            raise ValueError(
-                f"codec.teacher: only EnCodec students are implemented, {teacher.name} "
-                f"is {teacher.family}"
-            )
-        return teacher
+        return HFCodecTeacher(self.options.teacher, threads=torch.get_num_threads())
+
+    @cached_property
+    def family(self) -> CodecFamily:
+        """The teacher's codec family (and the student's); refuses families without students."""
+        try:
+            return family_of(self.teacher.model)
+        except ValueError as err:
+            raise ValueError(f"codec.teacher={self.options.teacher}: {err}") from err
 
     @property
     def teacher_dim(self) -> int:
@@ -176,27 +150,25 @@ class CodecTask:
 
     @cached_property
     def config(self):
-        """The student's EnCodec config: the teacher's at `options.size`."""
+        """The student's config: the teacher's at `options.size`."""
         options = self.options
         if options.latent_dim is not None and options.latent_dim > self.teacher_dim:
             raise ValueError(
                 f"codec.latent_dim={options.latent_dim}: at most the teacher's {self.teacher_dim}"
             )
-        return encodec_student_config(self.teacher.model.config, options.size, options.latent_dim)
+        if options.code_weight > 0 and not self.family.has_code_logits:
+            raise ValueError(
+                f"codec.code_weight={options.code_weight}: the code cross-entropy is "
+                f"implemented for EnCodec students only; set it to 0 for a "
+                f"{self.family.name} student"
+            )
+        return self.family.student_config(
+            self.teacher.model.config, options.size, options.latent_dim
+        )
 
     def build(self) -> nn.Module:
-        model = CodecStudent(self.config, self.teacher_dim)
-        latents = torch.arange(self.config.hidden_size)  # teacher latent channels kept
-        if self.options.init == "pruned":
-            latents = prune_into(self.teacher.model, model.codec)
-        # the teacher's codebooks on the kept channels (all of them: drop-in codes); EnCodec
-        # trains codebooks by EMA, which this loop does not, so they must start trained
-        teacher_layers = self.teacher.model.quantizer.layers
-        for mine, theirs in zip(model.codec.quantizer.layers, teacher_layers, strict=True):
-            state = theirs.codebook.state_dict()
-            state["embed"] = state["embed"][:, latents]
-            state["embed_avg"] = state["embed_avg"][:, latents]
-            mine.codebook.load_state_dict(state)
+        model = CodecStudent(self.family, self.config, self.teacher_dim)
+        self.family.init_student(self.teacher.model, model.codec, self.options.init)
         return model
 
     def check(self, labels) -> None:
@@ -255,18 +227,20 @@ class CodecTask:
         mask = batch["frame_mask"]
         parts = {
             "latent_mse": codec_losses.latent_mse(out["latents"], batch["latents"], mask),
-            "code_ce": codec_losses.code_cross_entropy(out["logits"], batch["codes"], mask),
             "spectral": codec_losses.multi_resolution_spectral_loss(
                 out["audio"], batch["teacher_audio"], batch["sample_mask"],
                 self.teacher.sampling_rate,
             ),
         }  # fmt: skip
+        if "logits" in out:  # families with a code cross-entropy
+            parts["code_ce"] = codec_losses.code_cross_entropy(out["logits"], batch["codes"], mask)
         o = self.options
-        total = (
-            o.latent_weight * parts["latent_mse"]
-            + o.code_weight * parts["code_ce"]
-            + o.reconstruction_weight * parts["spectral"]
-        )
+        weights = {
+            "latent_mse": o.latent_weight,
+            "code_ce": o.code_weight,
+            "spectral": o.reconstruction_weight,
+        }
+        total = sum(weights[name] * value for name, value in parts.items())
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
     def evaluate(self, model: nn.Module, rows: Sequence[dict]) -> dict[str, float]:
@@ -308,18 +282,17 @@ def at_codec_rate(audio: np.ndarray, rate: int, hop: int) -> np.ndarray:
 
 
 def decode_codes(codec, codes: torch.Tensor) -> torch.Tensor:
-    """[B, N] audio (codec rate) of [B, n_q, T] codes, through an EnCodec model's decoder."""
+    """[B, N] audio (codec rate) of [B, n_q, T] codes, through a codec's own decoder."""
+    family = family_of(codec)
     with torch.no_grad():
-        return codec.decoder(codec.quantizer.decode(codes.transpose(0, 1)))[:, 0].float()
+        return family.decode(codec, family.dequantize(codec, codes)).float()
 
 
 def save_student(codec, out_dir: Path, teacher: str) -> None:
     """`save_pretrained` plus the "student" marker (and provenance) in config.json."""
-    from transformers import EncodecFeatureExtractor
-
     out_dir = Path(out_dir)
     codec.save_pretrained(out_dir)
-    EncodecFeatureExtractor(sampling_rate=codec.config.sampling_rate).save_pretrained(out_dir)
+    family_of(codec).feature_extractor(codec.config.sampling_rate).save_pretrained(out_dir)
     config_path = out_dir / "config.json"
     config = json.loads(config_path.read_text())
     config.update(student=STUDENT_KIND, distilled_from=teacher)
@@ -343,20 +316,22 @@ def without_weight_norm(codec: nn.Module) -> nn.Module:
 
 
 class CodecModel:
-    """Any EnCodec model as a 16 kHz codec: encode to codes, decode back, round trip."""
+    """A transformers codec of a family with students (EnCodec, DAC) as a 16 kHz codec:
+    encode to codes, decode back, round trip."""
 
     def __init__(self, codec, sampling_rate: int):
         self.model, self.sampling_rate = codec.eval(), sampling_rate
+        self.family = family_of(codec)
         self.hop = int(codec.config.hop_length)
         self.frame_rate = sampling_rate / self.hop
         self.codebook_size = int(codec.config.codebook_size)
-        self.n_q = int(codec.config.num_quantizers)
+        self.n_q = self.family.n_codebooks(codec.config)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> CodecModel:
-        from transformers import EncodecModel
+        from transformers import AutoModel
 
-        codec = EncodecModel.from_pretrained(str(path))
+        codec = AutoModel.from_pretrained(str(path))
         return cls(without_weight_norm(codec), int(codec.config.sampling_rate))
 
     def bitrate(self, n_q: int | None = None) -> float:
@@ -366,8 +341,8 @@ class CodecModel:
         """[n_q, T] int32 codes of 16 kHz audio."""
         audio = at_codec_rate(audio, self.sampling_rate, self.hop)
         with torch.no_grad():
-            latents = self.model.encoder(torch.from_numpy(audio)[None, None])
-            codes = self.model.quantizer.encode(latents)[: n_q or self.n_q, 0]
+            latents = self.family.latents(self.model, torch.from_numpy(audio)[None, None])
+            codes = self.family.quantize(self.model, latents, n_q or self.n_q)[0]
         return codes.to(torch.int32).numpy()
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -380,5 +355,5 @@ class CodecModel:
 
 
 def load_student(path: str | Path) -> CodecModel:
-    """An exported codec student (or any EnCodec directory) as a CodecModel."""
+    """An exported codec student (or any EnCodec or DAC directory) as a CodecModel."""
     return CodecModel.from_pretrained(path)

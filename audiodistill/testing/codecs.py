@@ -72,6 +72,39 @@ def save_tiny_codec(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     return out_dir
 
 
+def tone_clip(i: int, rng, seconds: float = 0.5):
+    """A 16 kHz decaying tone (220 + 110 i Hz) in light noise: codec test audio."""
+    import numpy as np
+
+    from audiodistill.audio import SAMPLE_RATE
+
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    tone = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * np.exp(-2 * t)
+    return (tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def label_tone_clips(teacher_dir: str | Path, root: str | Path, n: int = 8, dev: int = 2) -> Path:
+    """Codec pseudo-labels of `n` tone clips (the last `dev` in the dev split) by the codec
+    at `teacher_dir`, written under root/labels as the labelling job writes them."""
+    import numpy as np
+
+    from audiodistill.audio import save_wav
+    from audiodistill.labelling import label_shard
+    from audiodistill.manifest import Utterance
+    from audiodistill.teachers import TeacherOptions, build_teacher
+
+    root = Path(root)
+    rng = np.random.default_rng(1)
+    utterances = []
+    for i in range(n):
+        save_wav(root / f"c{i}.wav", tone_clip(i, rng))
+        split = "dev" if i >= n - dev else "train"
+        utterances.append(Utterance(f"c{i}", str(root / f"c{i}.wav"), split=split))
+    teacher = build_teacher(TeacherOptions(backend="codec", model=str(teacher_dir)))
+    label_shard(teacher, utterances, root / "labels", 0)
+    return root / "labels"
+
+
 def _fill_encodec_codebooks(model, seed: int) -> None:
     """EnCodec's codebooks start all zero (every code would be 0); fill each one with
     samples of the residual it quantizes, from the encoder's own latents of decaying tones
