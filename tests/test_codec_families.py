@@ -33,9 +33,13 @@ def dac_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def dac_rows(dac_dir, tmp_path_factory):
-    labels = label_tone_clips(dac_dir, tmp_path_factory.mktemp("dac_labels"))
-    train, dev = load_training_rows(DataOptions(labels=str(labels)))
+def dac_labels(dac_dir, tmp_path_factory):
+    return label_tone_clips(dac_dir, tmp_path_factory.mktemp("dac_labels"))
+
+
+@pytest.fixture(scope="module")
+def dac_rows(dac_labels):
+    train, dev = load_training_rows(DataOptions(labels=str(dac_labels)))
     return tuple(
         with_audio([training_row(r) for r in df.to_dict(orient="records")]) for df in (train, dev)
     )
@@ -120,3 +124,21 @@ def test_what_a_dac_student_refuses(dac_dir, tmp_path):
     mimi = save_tiny_codec("mimi", tmp_path / "tiny-mimi")
     with pytest.raises(ValueError, match="codec.teacher=.*MimiModel"):
         _dac_task(mimi).build()
+
+
+def test_eval_command_scores_a_dac_student_against_its_teacher(dac_dir, dac_labels, tmp_path):
+    from audiodistill.cli import main
+    from audiodistill.manifest import Utterance, write_manifest
+
+    task = _dac_task(dac_dir)
+    task.save(task.build().eval(), tmp_path / "student" / "model")
+    clips = sorted(dac_labels.parent.glob("c*.wav"))[:2]
+    manifest = tmp_path / "clips.jsonl"
+    write_manifest([Utterance(c.stem, str(c)) for c in clips], manifest)
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", str(dac_dir), "--model", str(tmp_path / "student" / "model"),
+            f"data={manifest}", "split=null", f"out={out}"]  # fmt: skip
+    assert main(argv) == 0
+    teacher, student = json.loads((out / "report.json").read_text())["models"]
+    assert teacher["bitrate"] == student["bitrate"] == 600.0
+    assert 0.0 <= student["code_agreement"] <= 1.0 and student["rtf"] > 0
