@@ -12,19 +12,15 @@ import torch
 import audiodistill
 from audiodistill import codec_metrics
 from audiodistill.distill import (
-    DataOptions,
     TrainOptions,
     evaluate,
-    load_training_rows,
     make_optimizer,
     train_step,
-    training_row,
-    with_audio,
 )
 from audiodistill.students.codec import CodecModel, CodecOptions, CodecTask
 from audiodistill.students.codec_families import DacFamily
 from audiodistill.teachers import TeacherOptions, build_teacher
-from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip
+from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip, training_rows
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +35,7 @@ def dac_labels(dac_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dac_rows(dac_labels):
-    train, dev = load_training_rows(DataOptions(labels=str(dac_labels)))
-    return tuple(
-        with_audio([training_row(r) for r in df.to_dict(orient="records")]) for df in (train, dev)
-    )
+    return training_rows(dac_labels)
 
 
 def _dac_task(dac_dir, **kw) -> CodecTask:

@@ -24,14 +24,12 @@ from audiodistill.distill import (
     load_training_rows,
     make_optimizer,
     train_step,
-    training_row,
-    with_audio,
 )
 from audiodistill.manifest import Utterance
 from audiodistill.students.codec import CodecModel, CodecOptions, CodecTask
 from audiodistill.students.registry import build_task
 from audiodistill.teachers import TeacherOptions, build_teacher
-from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip
+from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip, training_rows
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +46,7 @@ def labels_dir(teacher_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rows(labels_dir):
-    train, dev = load_training_rows(DataOptions(labels=str(labels_dir)))
-    return tuple(
-        with_audio([training_row(r) for r in df.to_dict(orient="records")]) for df in (train, dev)
-    )
+    return training_rows(labels_dir)
 
 
 def _task(teacher_dir, **kw) -> CodecTask:

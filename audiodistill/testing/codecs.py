@@ -105,6 +105,16 @@ def label_tone_clips(teacher_dir: str | Path, root: str | Path, n: int = 8, dev:
     return root / "labels"
 
 
+def training_rows(labels: str | Path) -> tuple[list[dict], list[dict]]:
+    """(train, dev) rows of codec labels as the training loop sees them, audio loaded."""
+    from audiodistill.distill import DataOptions, load_training_rows, training_row, with_audio
+
+    train, dev = load_training_rows(DataOptions(labels=str(labels)))
+    return tuple(
+        with_audio([training_row(r) for r in df.to_dict(orient="records")]) for df in (train, dev)
+    )
+
+
 def _fill_encodec_codebooks(model, seed: int) -> None:
     """EnCodec's codebooks start all zero (every code would be 0); fill each one with
     samples of the residual it quantizes, from the encoder's own latents of decaying tones
