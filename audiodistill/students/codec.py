@@ -98,10 +98,6 @@ class CodecStudent(nn.Module):
         latents = self.family.latents(self.codec, audio)
         return latents, self.family.quantize(self.codec, latents, n_q)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """[B, N] audio of [B, n_q, T] codes."""
-        return self.family.decode(self.codec, self.family.dequantize(self.codec, codes))
-
     def forward(self, audio: torch.Tensor, teacher_codes: torch.Tensor) -> dict[str, torch.Tensor]:
         """Projected latents, code logits (families that have them) and the reconstruction,
         for the training losses."""
