@@ -10,8 +10,7 @@ fastest of 3 passes (`roundtrip_rtfs`). Models are loaded for inference, without
 norm (`without_weight_norm`). The first model is the reference (the teacher): every other
 model also gets its code agreement with it, the mel distance of its codes decoded by the
 reference's decoder (the drop-in check), and the codec targets checked against it. Writes
-report.json and report.md under `out`, as the ASR evaluation does. EnCodec and DAC models
-(the families with students); a Mimi model gets a clear error.
+report.json and report.md under `out`, as the ASR evaluation does. EnCodec, DAC and Mimi.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Codec students of each family: a DAC student from a tiny random-init DAC teacher's labels
-end to end (build, train steps, dev metrics, export, reload), and the refusals."""
+"""Codec students of the families without pruning (DAC, Mimi), from tiny random-init
+teachers' labels end to end (build, train steps, dev metrics, export, reload, eval), the
+family steps against the models' own, and the refusals."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 import audiodistill
 from audiodistill import codec_metrics
+from audiodistill.codec_families import DacFamily, MimiFamily
 from audiodistill.distill import (
     TrainOptions,
     evaluate,
@@ -18,35 +20,36 @@ from audiodistill.distill import (
     train_step,
 )
 from audiodistill.students.codec import CodecModel, CodecOptions, CodecTask
-from audiodistill.students.codec_families import DacFamily
 from audiodistill.teachers import TeacherOptions, build_teacher
 from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip, training_rows
 
-
-@pytest.fixture(scope="module")
-def dac_dir(tmp_path_factory):
-    return save_tiny_codec("dac", tmp_path_factory.mktemp("dac") / "tiny-dac")
+# bitrate of each tiny teacher: 2 codebooks x 6 bits x frame rate (DAC 50 Hz, Mimi 12.5 Hz)
+BITRATE = {"dac": 600.0, "mimi": 150.0}
 
 
 @pytest.fixture(scope="module")
-def dac_labels(dac_dir, tmp_path_factory):
-    return label_tone_clips(dac_dir, tmp_path_factory.mktemp("dac_labels"))
+def teacher_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    return {family: save_tiny_codec(family, root / f"tiny-{family}") for family in BITRATE}
 
 
 @pytest.fixture(scope="module")
-def dac_rows(dac_labels):
-    return training_rows(dac_labels)
+def labels(teacher_dirs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("labels")
+    return {family: label_tone_clips(path, root / family) for family, path in teacher_dirs.items()}
 
 
-def _dac_task(dac_dir, **kw) -> CodecTask:
-    options = {"size": "tiny", "init": "random", "code_weight": 0.0} | kw
-    return CodecTask(CodecOptions(teacher=str(dac_dir), **options))
+def _task(teacher_dir, **kw) -> CodecTask:
+    """A tiny random-init student, with the code cross-entropy where its family has one."""
+    code_weight = 1.0 if "mimi" in str(teacher_dir) else 0.0
+    options = {"size": "tiny", "init": "random", "code_weight": code_weight} | kw
+    return CodecTask(CodecOptions(teacher=str(teacher_dir), **options))
 
 
-def test_dac_steps_match_the_models_own_quantizer(dac_dir):
+def test_dac_steps_match_the_models_own_quantizer(teacher_dirs):
     from transformers import DacModel
 
-    model = DacModel.from_pretrained(dac_dir).eval()
+    model = DacModel.from_pretrained(teacher_dirs["dac"]).eval()
     audio = torch.from_numpy(tone_clip(2, np.random.default_rng(0)))[None, None]
     family = DacFamily()
     with torch.no_grad():
@@ -59,9 +62,33 @@ def test_dac_steps_match_the_models_own_quantizer(dac_dir):
     assert torch.equal(family.quantize(model, latents, 2), codes)
 
 
-def test_dac_student_trains_from_the_teachers_frozen_quantizer(dac_dir, dac_rows):
-    train, dev = dac_rows
-    task = _dac_task(dac_dir)
+def test_mimi_steps_match_the_models_own_encode_and_decode(teacher_dirs):
+    from transformers import MimiModel
+
+    model = MimiModel.from_pretrained(teacher_dirs["mimi"]).eval()
+    family = MimiFamily()
+    hop = family.hop_length(model.config)
+    assert hop == 1920  # 24 kHz at 12.5 Hz
+    audio = torch.from_numpy(tone_clip(2, np.random.default_rng(0)))[None, None]
+    audio = torch.nn.functional.pad(audio, (0, 5 * hop - audio.shape[-1]))  # 5 whole frames
+    with torch.no_grad():
+        codes = model.encode(audio).audio_codes
+        mine = family.quantize(model, family.latents(model, audio), 2)
+        assert torch.equal(mine, codes) and len(codes.unique()) > 2
+        decoded = model.decode(codes).audio_values[:, 0]
+        assert torch.allclose(family.decode(model, family.dequantize(model, codes)), decoded)
+        # the first (semantic) codebook alone, then both
+        assert torch.equal(family.quantize(model, family.latents(model, audio), 1), codes[:, :1])
+        # teacher-forced code logits pick the teacher's codes
+        logits = family.code_logits(model, family.latents(model, audio), codes)
+    assert logits.shape == (1, 2, 5, 64)
+    assert torch.equal(logits.argmax(-1), codes)
+
+
+@pytest.mark.parametrize("family", ["dac", "mimi"])
+def test_student_trains_from_the_teachers_frozen_quantizer(teacher_dirs, labels, family):
+    train, dev = training_rows(labels[family])
+    task = _task(teacher_dirs[family])
     torch.manual_seed(0)
     model = task.build()
     teacher = task.teacher.model
@@ -78,8 +105,10 @@ def test_dac_student_trains_from_the_teachers_frozen_quantizer(dac_dir, dac_rows
     for _ in range(19):
         last = train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
     after = evaluate(model, task, dev)
-    assert "code_ce" not in first and last["skipped"] == 0.0
+    assert ("code_ce" in first) == (family == "mimi") and last["skipped"] == 0.0
     assert last["loss"] < 0.7 * first["loss"] and last["spectral"] < first["spectral"]
+    if family == "mimi":  # the latents learn to land on the teacher's codes
+        assert last["code_ce"] < first["code_ce"] and last["latent_mse"] < first["latent_mse"]
     assert np.isfinite(last["latent_mse"])  # the tiny random DAC's latents are near 0
     # scored against the original audio, which a random-init teacher does not reproduce
     # either, so the dev score need not improve here; it must be measured all the same
@@ -89,49 +118,55 @@ def test_dac_student_trains_from_the_teachers_frozen_quantizer(dac_dir, dac_rows
     assert all(torch.equal(v, theirs[k]) for k, v in quantizer.items())  # still frozen
 
 
-def test_dac_student_exports_and_loads_as_a_codec(dac_dir, dac_rows, tmp_path):
-    task = _dac_task(dac_dir)
+@pytest.mark.parametrize("family", ["dac", "mimi"])
+def test_student_exports_and_loads_as_a_codec(teacher_dirs, labels, family, tmp_path):
+    task = _task(teacher_dirs[family])
     model = task.build().eval()
     task.save(model, tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["model_type"] == "dac" and config["distilled_from"] == "tiny-dac"
+    assert config["model_type"] == family and config["distilled_from"] == f"tiny-{family}"
     loaded = audiodistill.load_model(tmp_path / "model")
-    assert isinstance(loaded, CodecModel) and loaded.bitrate() == 600.0  # 2 x 6 bits x 50 Hz
-    audio = dac_rows[1][0]["audio"]
+    assert isinstance(loaded, CodecModel) and loaded.bitrate() == BITRATE[family]
+    audio = training_rows(labels[family])[1][0]["audio"]
     codes = loaded.encode(audio)
-    np.testing.assert_array_equal(codes, CodecModel(model.codec, 16_000).encode(audio))
-    assert abs(len(loaded.roundtrip(audio)) - len(audio)) < 320
+    unsaved = CodecModel(model.codec, loaded.sampling_rate)
+    np.testing.assert_array_equal(codes, unsaved.encode(audio))
+    assert abs(len(loaded.roundtrip(audio)) - len(audio)) < 16_000 / loaded.frame_rate
     as_teacher = build_teacher(TeacherOptions(backend="codec", model=str(tmp_path / "model")))
     np.testing.assert_array_equal(as_teacher.encode([audio])[0].codes, codes)
 
 
-def test_what_a_dac_student_refuses(dac_dir, tmp_path):
-    with pytest.raises(ValueError, match="codec.init=pruned"):
-        _dac_task(dac_dir, init="pruned").build()
-    with pytest.raises(ValueError, match="codec.code_weight=1.0"):
-        _dac_task(dac_dir, code_weight=1.0).build()
+def test_what_dac_and_mimi_students_refuse(teacher_dirs):
+    dac, mimi = teacher_dirs["dac"], teacher_dirs["mimi"]
+    with pytest.raises(ValueError, match="codec.init=pruned .* for a dac student"):
+        _task(dac, init="pruned").build()
+    with pytest.raises(ValueError, match="codec.init=pruned .* for a mimi student"):
+        _task(mimi, init="pruned").build()
+    with pytest.raises(ValueError, match="codec.code_weight=1.0: .* dac students"):
+        _task(dac, code_weight=1.0).build()
     with pytest.raises(ValueError, match="codec.latent_dim"):
-        _dac_task(dac_dir, latent_dim=8).build()
+        _task(dac, latent_dim=8).build()
+    with pytest.raises(ValueError, match="codec.latent_dim"):
+        _task(mimi, latent_dim=8).build()
     with pytest.raises(ValueError, match="codec.size must be one of"):
-        _dac_task(dac_dir, size="xxs").build()
-    mimi = save_tiny_codec("mimi", tmp_path / "tiny-mimi")
-    with pytest.raises(ValueError, match="codec.teacher=.*MimiModel"):
-        _dac_task(mimi).build()
+        _task(mimi, size="xxs").build()
 
 
-def test_eval_command_scores_a_dac_student_against_its_teacher(dac_dir, dac_labels, tmp_path):
+@pytest.mark.parametrize("family", ["dac", "mimi"])
+def test_eval_command_scores_a_student_against_its_teacher(teacher_dirs, labels, family, tmp_path):
     from audiodistill.cli import main
     from audiodistill.manifest import Utterance, write_manifest
 
-    task = _dac_task(dac_dir)
+    task = _task(teacher_dirs[family])
     task.save(task.build().eval(), tmp_path / "student" / "model")
-    clips = sorted(dac_labels.parent.glob("c*.wav"))[:2]
+    clips = sorted(labels[family].parent.glob("c*.wav"))[:2]
     manifest = tmp_path / "clips.jsonl"
     write_manifest([Utterance(c.stem, str(c)) for c in clips], manifest)
     out = tmp_path / "eval"
-    argv = ["eval", "--model", str(dac_dir), "--model", str(tmp_path / "student" / "model"),
+    argv = ["eval", "--model", str(teacher_dirs[family]),
+            "--model", str(tmp_path / "student" / "model"),
             f"data={manifest}", "split=null", f"out={out}"]  # fmt: skip
     assert main(argv) == 0
     teacher, student = json.loads((out / "report.json").read_text())["models"]
-    assert teacher["bitrate"] == student["bitrate"] == 600.0
+    assert teacher["bitrate"] == student["bitrate"] == BITRATE[family]
     assert 0.0 <= student["code_agreement"] <= 1.0 and student["rtf"] > 0

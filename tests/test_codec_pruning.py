@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from audiodistill.codec_families import EncodecFamily
 from audiodistill.students.codec import CodecOptions, CodecTask
-from audiodistill.students.codec_families import EncodecFamily
 from audiodistill.students.codec_pruning import prune_into
 from audiodistill.testing.codecs import tiny_codec_config
 

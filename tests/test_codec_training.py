@@ -75,7 +75,7 @@ def test_entries_move_towards_their_frames_and_unused_ones_are_reseeded():
 def test_named_sizes_and_the_student_share():
     from transformers import EncodecModel
 
-    from audiodistill.students.codec_families import EncodecFamily
+    from audiodistill.codec_families import EncodecFamily
 
     config = teacher_config("s", 4)
     assert (config.sampling_rate, config.frame_rate, config.num_quantizers) == (16000, 50, 4)

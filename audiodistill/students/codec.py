@@ -3,26 +3,26 @@
 The student is a transformers codec of the teacher's family with fewer channels and layers
 (a named size per family, applied to the teacher's config), so its export is an ordinary
 `save_pretrained` directory that `from_pretrained` (and the codec teacher) load as they are.
-Families: EnCodec and DAC (students/codec_families.py); Mimi teachers are refused with a
-clear error. An EnCodec student starts by default from the teacher's strongest channels
-(students/codec_pruning.py): measured on the embedded teacher, an xs student started so had
-a dev mel distance of 1.81 after 200 steps, one started from random weights 3.34
-(docs/benchmarks.md). A DAC student starts from random weights (`init: random`).
+Families: EnCodec, DAC and Mimi (codec_families.py). An EnCodec student starts by default
+from the teacher's strongest channels (students/codec_pruning.py): measured on the embedded
+teacher, an xs student started so had a dev mel distance of 1.81 after 200 steps, one
+started from random weights 3.34 (docs/benchmarks.md). DAC and Mimi students start from
+random weights (`init: random`).
 
 Training signals, per batch of pseudo-label rows (the teacher's codes and latents):
 
 - latent MSE: student encoder output vs the teacher's pre-quantization latents, through a
   learned linear projection when the student's latent size differs (the projection is a
   training-only head; it is not exported);
-- code cross-entropy per codebook (EnCodec): distance logits of the student's latents
+- code cross-entropy per codebook (EnCodec, Mimi): distance logits of the student's latents
   against its own residual quantizer (see audiodistill/codec_losses.py), on the teacher's
   code ids. With the
   teacher's latent size (the default), the student's quantizer *is* a copy of the teacher's
   codebooks, so matching ids means the student's codes are the teacher's codes: the teacher's
   decoder can decode them (`decode_with_teacher`, reported at every dev evaluation). EnCodec
   keeps codebooks as buffers updated by k-means EMA, which transformers does not train, so
-  they stay fixed here: the encoder learns to land on them. A DAC student gets the teacher's
-  quantizer, frozen, for the same reason;
+  they stay fixed here: the encoder learns to land on them. DAC and Mimi students get the
+  teacher's quantizer, frozen, for the same reason;
 - multi-resolution log-STFT + log-mel L1 between the student's reconstruction (its own
   decoder on its own quantized latents, straight-through so the encoder gets this gradient
   too) and the teacher's decoded audio (what the teacher's codes sound like; the student
@@ -52,7 +52,7 @@ from torch import nn
 
 from audiodistill import codec_losses, codec_metrics
 from audiodistill.audio import SAMPLE_RATE, resample
-from audiodistill.students.codec_families import CodecFamily, family_of
+from audiodistill.codec_families import CodecFamily, family_of
 
 STUDENT_KIND = "codec"
 
@@ -61,9 +61,9 @@ STUDENT_KIND = "codec"
 class CodecOptions:
     # directory of the codec teacher the labels came from (a transformers codec)
     teacher: str = "runs/codec_teacher/model"
-    # student size (students/codec_families.py): EnCodec "s", "xs", "xxs" (EnCodec 24 kHz:
+    # student size (codec_families.py): EnCodec "s", "xs", "xxs" (EnCodec 24 kHz:
     # 32 filters, 2 LSTM layers; the embedded teacher: 16 filters, 1 LSTM layer); DAC "s";
-    # "tiny" for tests on tiny random-init teachers
+    # Mimi "s"; "tiny" for tests on tiny random-init teachers
     size: Literal["s", "xs", "xxs", "tiny"] = "s"
     # student latent size (None: the teacher's, so its codebooks and codes are drop-in;
     # EnCodec only)
@@ -73,7 +73,7 @@ class CodecOptions:
     init: Literal["pruned", "random"] = "pruned"
     # weight of the latent MSE to the teacher's latents
     latent_weight: float = 1.0
-    # weight of the per-codebook cross-entropy on the teacher's codes (EnCodec only)
+    # weight of the per-codebook cross-entropy on the teacher's codes (EnCodec, Mimi)
     code_weight: float = 1.0
     # weight of the multi-resolution spectral loss against the teacher's decoded audio
     reconstruction_weight: float = 1.0
@@ -154,9 +154,8 @@ class CodecTask:
             )
         if options.code_weight > 0 and not self.family.has_code_logits:
             raise ValueError(
-                f"codec.code_weight={options.code_weight}: the code cross-entropy is "
-                f"implemented for EnCodec students only; set it to 0 for a "
-                f"{self.family.name} student"
+                f"codec.code_weight={options.code_weight}: the code cross-entropy is not "
+                f"implemented for {self.family.name} students; set it to 0"
             )
         return self.family.student_config(
             self.teacher.model.config, options.size, options.latent_dim
@@ -312,13 +311,13 @@ def without_weight_norm(codec: nn.Module) -> nn.Module:
 
 
 class CodecModel:
-    """A transformers codec of a family with students (EnCodec, DAC) as a 16 kHz codec:
+    """A transformers codec (EnCodec, DAC, Mimi) as a 16 kHz codec:
     encode to codes, decode back, round trip."""
 
     def __init__(self, codec, sampling_rate: int):
         self.model, self.sampling_rate = codec.eval(), sampling_rate
         self.family = family_of(codec)
-        self.hop = int(codec.config.hop_length)
+        self.hop = self.family.hop_length(codec.config)
         self.frame_rate = sampling_rate / self.hop
         self.codebook_size = int(codec.config.codebook_size)
         self.n_q = self.family.n_codebooks(codec.config)
@@ -351,5 +350,5 @@ class CodecModel:
 
 
 def load_student(path: str | Path) -> CodecModel:
-    """An exported codec student (or any EnCodec or DAC directory) as a CodecModel."""
+    """An exported codec student (or any EnCodec, DAC or Mimi directory) as a CodecModel."""
     return CodecModel.from_pretrained(path)

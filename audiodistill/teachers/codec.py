@@ -10,8 +10,9 @@ embeddings follow from the codes and the teacher's codebooks, so they are not st
 - Mimi: `model.encoder(audio).latents` (SEANet, transformer, downsampling to 12.5 Hz), D =
   `hidden_size` (512 for kyutai/mimi)
 
-Codes come from the model's own residual quantizer with all its codebooks; keeping the first
-`codebooks` of them is exactly encoding with fewer (residual quantization is sequential).
+The steps per family are in audiodistill/codec_families.py. Codes come from the model's own
+residual quantizer, its first `codebooks` stages: residual quantization is sequential, so
+that is exactly what encoding with fewer codebooks gives.
 
 Every utterance is zero-padded to a whole number of frames first (as DAC's own
 preprocessing does): the last frame then sees zeros, never the model's edge padding, which
@@ -31,11 +32,11 @@ import numpy as np
 import torch
 
 from audiodistill.audio import SAMPLE_RATE, resample
+from audiodistill.codec_families import FAMILIES, family_of
 from audiodistill.teachers.base import CodecEncoding
 from audiodistill.teachers.bundled import revision_of
 
 DTYPES = ("float32", "float16", "bfloat16")
-FAMILIES = {"EncodecModel": "encodec", "DacModel": "dac", "MimiModel": "mimi"}
 
 
 class HFCodecTeacher:
@@ -57,20 +58,22 @@ class HFCodecTeacher:
             torch.set_num_threads(threads)
         self.model, self.name, self.revision = _load(model, dtype)
         self.model = self.model.to(device).eval()
-        self.family = FAMILIES[type(self.model).__name__]
+        self.family = family_of(self.model)
         config = self.model.config
         if getattr(config, "audio_channels", 1) != 1:
             raise ValueError(f"{self.name}: only mono codecs are supported")
-        if self.family == "encodec" and (config.chunk_length_s is not None or config.normalize):
+        if self.family.name == "encodec" and (
+            config.chunk_length_s is not None or config.normalize
+        ):
             raise ValueError(
                 f"{self.name}: chunked, normalized EnCodec (the 48 kHz model) is not supported; "
                 "use a codec that encodes whole utterances (e.g. facebook/encodec_24khz)"
             )
         self.device, self.batch_size, self.keep_latents = device, batch_size, latents
         self.sampling_rate = int(config.sampling_rate)
-        self.hop = _hop_length(self.family, config)
+        self.hop = self.family.hop_length(config)
         self.frame_rate = self.sampling_rate / self.hop
-        all_codebooks = _num_codebooks(self.family, config)
+        all_codebooks = self.family.n_codebooks(config)
         self.n_q = all_codebooks if codebooks is None else codebooks
         if not 1 <= self.n_q <= all_codebooks:
             raise ValueError(f"teacher.codebooks must be in 1..{all_codebooks}, got {codebooks}")
@@ -120,27 +123,16 @@ class HFCodecTeacher:
         batch = np.stack([np.pad(a, (0, longest - len(a))) for a in audios])
         inputs = torch.from_numpy(batch)[:, None].to(self.device, self.model.dtype)
         with torch.inference_mode():
-            latents, codes = self._latents_and_codes(inputs)
+            latents = self.family.latents(self.model, inputs)
+            codes = self.family.quantize(self.model, latents, self.n_q)
         latents = latents.float().cpu().numpy()
-        codes = codes[:, : self.n_q].to(torch.int32).cpu().numpy()
+        codes = codes.to(torch.int32).cpu().numpy()
         out = []
         for i, audio in enumerate(audios):
             frames = len(audio) // self.hop  # inputs are whole frames (see `_prepare`)
             kept = latents[i, :, :frames] if self.keep_latents else None
             out.append(CodecEncoding(codes[i, :, :frames], kept))
         return out
-
-    def _latents_and_codes(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """([B, D, T] continuous latents before quantization, [B, all codebooks, T] codes)."""
-        model = self.model
-        if self.family == "encodec":
-            latents = model.encoder(inputs)
-            return latents, model.quantizer.encode(latents).transpose(0, 1)
-        if self.family == "dac":
-            latents = model.encoder(inputs)
-            return latents, model.quantizer(latents)[1]
-        latents = model.encoder(inputs).latents
-        return latents, model.quantizer.encode(latents).transpose(0, 1)
 
 
 def _load(model: str | None, dtype: str):
@@ -174,15 +166,3 @@ def _load(model: str | None, dtype: str):
     if local:
         return loaded, path.name, revision_of(path)
     return loaded, model, getattr(loaded.config, "_commit_hash", None) or "unknown"
-
-
-def _hop_length(family: str, config) -> int:
-    """Audio samples per code frame."""
-    if family == "mimi":
-        return int(config.frame_size)  # SEANet strides times the 2x downsampling
-    return int(config.hop_length)
-
-
-def _num_codebooks(family: str, config) -> int:
-    """All residual codebooks the model has (EnCodec: those of its highest bandwidth)."""
-    return int(config.n_codebooks if family == "dac" else config.num_quantizers)

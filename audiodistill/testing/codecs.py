@@ -3,7 +3,8 @@
 No pretrained codec can be downloaded here, so tests build these from config classes
 (offline), `save_pretrained` them and load them back through the real teacher code.
 Each has 2 codebooks of 64 entries and a few channels: seconds to build, milliseconds to run.
-The EnCodec one gets codebooks sampled from its own latents (random init leaves them zero).
+The EnCodec and Mimi ones get codebooks sampled from their own latents (random init leaves
+them zero: every code would be 0).
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def save_tiny_codec(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     config = tiny_codec_config(family)
     torch.manual_seed(seed)
     model = AutoModel.from_config(config).eval()
-    if family == "encodec":
-        _fill_encodec_codebooks(model, seed)
+    if family in ("encodec", "mimi"):
+        _fill_codebooks(model, seed)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     EncodecFeatureExtractor(sampling_rate=config.sampling_rate).save_pretrained(out_dir)
@@ -115,21 +116,46 @@ def training_rows(labels: str | Path) -> tuple[list[dict], list[dict]]:
     )
 
 
-def _fill_encodec_codebooks(model, seed: int) -> None:
-    """EnCodec's codebooks start all zero (every code would be 0); fill each one with
-    samples of the residual it quantizes, from the encoder's own latents of decaying tones
-    and noise, so codes vary with the audio as a trained codec's do."""
+def _fill_codebooks(model, seed: int) -> None:
+    """Fill each Euclidean codebook with samples of the residual it quantizes, from the
+    encoder's own latents of decaying tones and noise, so codes vary with the audio as a
+    trained codec's do."""
     import numpy as np
     import torch
 
+    from audiodistill.codec_families import family_of
+
     rng = np.random.default_rng(seed)
     t = np.arange(model.config.sampling_rate) / model.config.sampling_rate
-    clips = [0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * np.exp(-2 * t) for i in range(4)]
+    clips = [0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * np.exp(-2 * t) for i in range(8)]
     audio = np.concatenate(clips) + 0.02 * rng.standard_normal(len(clips) * len(t))
     with torch.no_grad():
-        residual = model.encoder(torch.from_numpy(audio).float()[None, None])[0].t()  # [T, D]
-        for layer in model.quantizer.layers:
-            size = layer.codebook.embed.shape[0]
-            picks = torch.from_numpy(rng.choice(len(residual), size, replace=False))
-            layer.codebook.embed.copy_(residual[picks])
-            residual = residual - layer.codebook.decode(layer.codebook.encode(residual))
+        latents = family_of(model).latents(model, torch.from_numpy(audio).float()[None, None])
+        for project, layers in _residual_quantizers(model):
+            residual = project(latents)[0].t()  # [T, D]
+            for layer in layers:
+                picks = torch.from_numpy(
+                    rng.choice(len(residual), len(layer.codebook.embed), replace=False)
+                )
+                _set_entries(layer.codebook, residual[picks])
+                residual = residual - layer.codebook.decode(layer.codebook.encode(residual))
+
+
+def _residual_quantizers(model) -> list:
+    """(projection of the latents, codebook layers) of each residual quantizer."""
+    if not hasattr(model.quantizer, "semantic_residual_vector_quantizer"):
+        return [(lambda latents: latents, model.quantizer.layers)]  # EnCodec
+    halves = (
+        model.quantizer.semantic_residual_vector_quantizer,
+        model.quantizer.acoustic_residual_vector_quantizer,
+    )  # Mimi: each half projects the same latents
+    return [(half.input_proj or (lambda latents: latents), half.layers) for half in halves]
+
+
+def _set_entries(codebook, entries) -> None:
+    if hasattr(codebook, "embed_sum"):  # Mimi: entries are embed_sum / cluster_usage
+        codebook.embed_sum.copy_(entries)
+        codebook.cluster_usage.fill_(1.0)
+        codebook._embed = None
+    else:
+        codebook.embed.copy_(entries)

@@ -1,10 +1,11 @@
-"""What a codec student needs from each transformers codec family, behind one interface.
+"""The steps of each transformers codec family, behind one interface.
 
-The codec student (students/codec.py) trains, runs and exports a smaller codec of its
-teacher's family. Every family splits the same way: an encoder to continuous latents
-[B, D, T], a residual quantizer from latents to codes [B, n_q, T] and back to quantized
-latents, and a decoder to audio. `CodecFamily` names those steps; each family implements
-them with its own modules:
+The codec teacher (teachers/codec.py) encodes with them; the codec student
+(students/codec.py) trains, runs and exports a smaller codec of its teacher's family with
+them. Every family splits the same way: an encoder to continuous latents [B, D, T], a
+residual quantizer from latents to codes [B, n_q, T] and back to quantized latents, and a
+decoder to audio. `CodecFamily` names those steps; each family implements them with its
+own modules:
 
 - EnCodec: SEANet encoder/decoder, a residual quantizer of plain codebooks (buffers that
   EnCodec updates by k-means EMA). Width pruning (students/codec_pruning.py) and the code
@@ -13,7 +14,13 @@ them with its own modules:
   l2-normalized codebooks (each stage projects to `codebook_dim`, looks up by cosine, and
   projects back). Students start from random weights; the teacher's quantizer is copied
   and frozen, so the student's codes stay the teacher's code space (drop-in).
-- Mimi is not implemented (its split quantizer and transformers need their own recipe).
+- Mimi: SEANet plus a transformer on each side, a 2x down/upsampling to 12.5 Hz, and a
+  split quantizer: a semantic and an acoustic residual quantizer each project the same
+  latents (`input_proj`) and quantize them with Euclidean codebooks; their outputs add up.
+  Students keep the teacher's latent size (`hidden_size`, which the transformers also run
+  at) so the teacher's quantizer, copied and frozen, fits; they shrink the SEANet filters,
+  the transformer depth and its MLP. The code cross-entropy works per half, on each half's
+  projection of the latents. Students start from random weights.
 """
 
 from __future__ import annotations
@@ -35,11 +42,21 @@ ENCODEC_SIZES = {
 }
 # DAC: encoder_hidden_size is the first conv's channels (doubled at each downsampling),
 # decoder_hidden_size the first decoder conv's (halved at each upsampling). With
-# descript/dac_16khz's config (64 and 1536, 74.1M parameters), s has 20.2M: 27%.
+# transformers' DacConfig defaults (descript/dac_16khz's architecture: 64 and 1536, 76.6M
+# parameters), s has 20.7M: 27%, and ran 4.7x faster (benchmarks/codec_sizes.py).
 # tiny is for the tiny random-init test codecs.
 DAC_SIZES = {
     "s": {"encoder_hidden_size": 32, "decoder_hidden_size": 704},
     "tiny": {"encoder_hidden_size": 2, "decoder_hidden_size": 16},
+}
+# Mimi: num_filters as EnCodec's; num_hidden_layers and intermediate_size: the depth and MLP
+# width of the encoder's and the decoder's transformer. The latent size (hidden_size) stays
+# the teacher's (module docstring). As in EnCodec, the full-rate SEANet sets the pace: with
+# kyutai/mimi's config (64 filters, 8 layers, MLP 2048, 79.3M parameters), 32 filters ran
+# 2.9x faster, 24 filters 3.75x (benchmarks/codec_sizes.py); s has 15.1M parameters: 19%.
+MIMI_SIZES = {
+    "s": {"num_filters": 24, "num_hidden_layers": 2, "intermediate_size": 1024},
+    "tiny": {"num_filters": 2, "num_hidden_layers": 1, "intermediate_size": 16},
 }
 
 
@@ -70,6 +87,10 @@ class CodecFamily:
         """All residual codebooks the codec has."""
         raise NotImplementedError
 
+    def hop_length(self, config) -> int:
+        """Audio samples per code frame."""
+        return int(config.hop_length)
+
     def latents(self, codec, audio: torch.Tensor) -> torch.Tensor:
         """[B, D, T] pre-quantization latents of [B, 1, N] audio at the codec's rate."""
         return codec.encoder(audio)
@@ -86,9 +107,13 @@ class CodecFamily:
         """[B, T * hop] audio of [B, D, T] quantized latents. DAC's unpadded convolutions
         return a few samples less (7,992 of 8,000 for 25 frames of the tiny test codec):
         the end is zero-filled, so audio always lines up with whole frames."""
-        audio = codec.decoder(quantized)[:, 0]
-        length = quantized.shape[-1] * int(codec.config.hop_length)
+        audio = self._decoder_audio(codec, quantized)
+        length = quantized.shape[-1] * self.hop_length(codec.config)
         return nn.functional.pad(audio[:, :length], (0, max(0, length - audio.shape[-1])))
+
+    def _decoder_audio(self, codec, quantized: torch.Tensor) -> torch.Tensor:
+        """[B, about T * hop] audio of the decoder, as it comes."""
+        return codec.decoder(quantized)[:, 0]
 
     def init_student(self, teacher, student, init: str) -> None:
         """Start `student` from `teacher` (init "pruned") or as built ("random"), with the
@@ -179,14 +204,8 @@ class DacFamily(CodecFamily):
         return codec.quantizer.from_codes(codes)[0]
 
     def init_student(self, teacher, student, init: str) -> None:
-        if init == "pruned":
-            raise ValueError(
-                "codec.init=pruned is implemented for EnCodec students only; "
-                "set codec.init=random for a dac student"
-            )
-        # the teacher's quantizer, frozen: the student learns to land in its code space
-        student.quantizer.load_state_dict(teacher.quantizer.state_dict())
-        student.quantizer.requires_grad_(False)
+        _random_init_only(self.name, init)
+        _copy_frozen_quantizer(teacher, student)
 
     def feature_extractor(self, sampling_rate: int):
         from transformers import DacFeatureExtractor
@@ -194,15 +213,83 @@ class DacFamily(CodecFamily):
         return DacFeatureExtractor(sampling_rate=sampling_rate)
 
 
-FAMILIES = {"EncodecModel": EncodecFamily(), "DacModel": DacFamily()}
+class MimiFamily(CodecFamily):
+    name = "mimi"
+    sizes = MIMI_SIZES
+    has_code_logits = True
+
+    def model(self, config) -> nn.Module:
+        from transformers import MimiModel
+
+        return MimiModel(config)
+
+    def n_codebooks(self, config) -> int:
+        return int(config.num_quantizers)
+
+    def hop_length(self, config) -> int:
+        return int(config.frame_size)  # SEANet strides times the 2x downsampling
+
+    def latents(self, codec, audio: torch.Tensor) -> torch.Tensor:
+        return codec.encoder(audio).latents
+
+    def quantize(self, codec, latents: torch.Tensor, n_q: int) -> torch.Tensor:
+        with torch.no_grad():
+            return codec.quantizer.encode(latents, n_q).transpose(0, 1)
+
+    def dequantize(self, codec, codes: torch.Tensor) -> torch.Tensor:
+        return codec.quantizer.decode(codes)
+
+    def _decoder_audio(self, codec, quantized: torch.Tensor) -> torch.Tensor:
+        return codec.decoder(quantized).audio_values[:, 0]
+
+    def init_student(self, teacher, student, init: str) -> None:
+        _random_init_only(self.name, init)
+        _copy_frozen_quantizer(teacher, student)
+        for module in student.quantizer.modules():
+            if hasattr(module, "_embed"):
+                module._embed = None  # codebook entries cached from the old buffers
+
+    def code_logits(self, codec, latents: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        from audiodistill.codec_losses import residual_code_logits
+
+        split = codec.quantizer
+        semantic = split.num_semantic_quantizers  # the first codes are the semantic half's
+        halves = (
+            (split.semantic_residual_vector_quantizer, codes[:, :semantic]),
+            (split.acoustic_residual_vector_quantizer, codes[:, semantic:]),
+        )
+        logits = []
+        for quantizer, half_codes in halves:
+            if half_codes.shape[1] == 0:
+                continue
+            projected = latents if quantizer.input_proj is None else quantizer.input_proj(latents)
+            layers = quantizer.layers[: half_codes.shape[1]]
+            codebooks = torch.stack([layer.codebook.embed for layer in layers])
+            logits.append(residual_code_logits(projected, codebooks, half_codes))
+        return torch.cat(logits, dim=1)
+
+
+def _random_init_only(family: str, init: str) -> None:
+    if init == "pruned":
+        raise ValueError(
+            "codec.init=pruned is implemented for EnCodec students only; "
+            f"set codec.init=random for a {family} student"
+        )
+
+
+def _copy_frozen_quantizer(teacher, student) -> None:
+    """The teacher's quantizer in the student, frozen: the student learns to land in the
+    teacher's code space, so its codes are drop-in for the teacher's decoder."""
+    student.quantizer.load_state_dict(teacher.quantizer.state_dict())
+    student.quantizer.requires_grad_(False)
+
+
+FAMILIES = {"EncodecModel": EncodecFamily(), "DacModel": DacFamily(), "MimiModel": MimiFamily()}
 
 
 def family_of(codec) -> CodecFamily:
-    """The family of a transformers codec; a clear error for families without students."""
+    """The family of a transformers codec model; a clear error for other models."""
     kind = type(codec).__name__
     if kind not in FAMILIES:
-        raise ValueError(
-            f"codec students are implemented for EnCodec and DAC, not {kind} "
-            "(Mimi: its split quantizer and transformers need their own recipe)"
-        )
+        raise ValueError(f"{kind} is not a supported codec ({', '.join(sorted(FAMILIES))})")
     return FAMILIES[kind]
