@@ -182,6 +182,7 @@ def _export_config(model: nn.Module, prompt: list[int], models: dict) -> dict:
         "max_target_positions": cfg.max_target_positions,
         "n_mels": cfg.num_mel_bins,
         "tail_seconds": getattr(cfg, "tail_seconds", None),
+        "fill_window": getattr(cfg, "fill_window", False),
         "cache": {"layers": cfg.decoder_layers, "heads": cfg.decoder_attention_heads},
         "head_dim": cfg.d_model // cfg.decoder_attention_heads,
         "opset": OPSET,

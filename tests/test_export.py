@@ -308,6 +308,39 @@ def test_whisper_onnx_greedy_tokens_equal_pytorch(whisper_export):
     assert OnnxWhisper(out, int8=True).greedy(features[0].numpy())  # int8 decodes too
 
 
+def test_whisper_onnx_fills_the_window_like_pytorch(whisper_export, tmp_path):
+    """With `fill_window` the runtime fills the cross-attention keys and values to the
+    window; the tokens are those of the filled encoder output in PyTorch."""
+    import json
+    import shutil
+
+    from transformers import WhisperFeatureExtractor
+
+    from audiodistill.edge.whisper import OnnxWhisper
+    from audiodistill.students.whisper_distil import encode, fill, silence_states
+    from audiodistill.whisper_decode import greedy_decode, prompt_ids
+
+    model, out = whisper_export
+    filled_dir = shutil.copytree(out, tmp_path / "filled")
+    config = json.loads((filled_dir / "config.json").read_text())
+    (filled_dir / "config.json").write_text(json.dumps(config | {"fill_window": True}))
+    generation = model.generation_config
+    features = torch.randn(1, 80, 200)
+    silence = silence_states(model, WhisperFeatureExtractor())
+    with torch.inference_mode():
+        expected = greedy_decode(
+            model,
+            fill(encode(model, features), silence),
+            prompt=prompt_ids(generation),
+            eot=2,
+            suppress=generation.suppress_tokens,
+            suppress_begin=generation.begin_suppress_tokens,
+        )[0].token_ids
+    onnx_model = OnnxWhisper(filled_dir)
+    assert onnx_model.silence[0].shape == (2, 1, 2, 1500, 16)
+    assert onnx_model.greedy(features[0].numpy()) == expected
+
+
 def test_export_cli_rejects_other_directories(exported, capsys):
     _, out = exported
     assert_exit = pytest.raises(SystemExit, match="2")
@@ -344,7 +377,10 @@ def test_byte_bpe_decoder_matches_the_whisper_tokenizer():
 
 
 @pytest.mark.slow
-def test_whisper_distil_onnx_transcribes_like_pytorch(hf_teacher_dir, speech, tmp_path):
+@pytest.mark.parametrize("fill_window", [False, True])
+def test_whisper_distil_onnx_transcribes_like_pytorch(
+    hf_teacher_dir, speech, tmp_path, fill_window
+):
     """A student built from the bundled tiny.en: the torch-free runtime gives the same text."""
     from audiodistill.edge.whisper import OnnxWhisper
     from audiodistill.students.whisper_distil import (
@@ -353,7 +389,10 @@ def test_whisper_distil_onnx_transcribes_like_pytorch(hf_teacher_dir, speech, tm
         WhisperDistilTask,
     )
 
-    task = WhisperDistilTask(WhisperDistilOptions(teacher=str(hf_teacher_dir), decoder_layers=2))
+    options = WhisperDistilOptions(
+        teacher=str(hf_teacher_dir), decoder_layers=2, fill_window=fill_window
+    )
+    task = WhisperDistilTask(options)
     task.save(task.build(), tmp_path / "student")
     export_onnx(tmp_path / "student", tmp_path / "onnx", int8=False)
     clips = speech[1][:3]

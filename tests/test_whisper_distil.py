@@ -9,9 +9,12 @@ from audiodistill.students.whisper_distil import (
     WhisperDistilOptions,
     WhisperDistilTask,
     encode,
+    fill,
     kept_layer_ids,
+    log_mel,
     pad_targets,
     shrink_decoder,
+    silence_states,
 )
 
 
@@ -91,6 +94,48 @@ def _rows():
         },
         {"token_ids": [20], "topk_ids": [[20, 6], [2, 6]], "topk_logprobs": [[-0.5, -1.0]] * 2},
     ]
+
+
+def test_fill_extends_the_encoder_output_to_the_window_with_silence(tiny_whisper):
+    from transformers import WhisperFeatureExtractor
+
+    extractor = WhisperFeatureExtractor()
+    silence = silence_states(tiny_whisper, extractor)
+    assert silence.shape == (1, 1500, 32)
+    clips = [np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1] * 2
+    with torch.no_grad():
+        encoded = encode(tiny_whisper, log_mel(extractor, clips, 1.0))  # 2 s: 100 positions
+        filled = fill(encoded, silence)
+        window = encode(tiny_whisper, log_mel(extractor, clips, None))
+    assert encoded.shape == (2, 100, 32) and filled.shape == (2, 1500, 32)
+    assert torch.equal(filled[:, :100], encoded)
+    assert torch.equal(filled[:, 100:], silence[:, 100:].expand(2, -1, -1))
+    assert torch.equal(fill(window, silence), window)  # already the whole window
+
+
+def test_filled_window_transcribes_like_the_teacher(hf_teacher_dir, speech, tmp_path):
+    """The teacher's own decoder on a 1 s tail: bare, it runs on past the speech on some
+    clips; filled to the window it gives the teacher's 30 s-window transcripts, after
+    export and reload too."""
+    from audiodistill.metrics import corpus_wer
+    from audiodistill.students.whisper_distil import WhisperDistilModel
+
+    sentences, clips = speech
+
+    def student(**kw) -> tuple[WhisperDistilTask, torch.nn.Module]:
+        task = WhisperDistilTask(WhisperDistilOptions(str(hf_teacher_dir), decoder_layers=4, **kw))
+        return task, task.build().eval()
+
+    teacher = student(tail_seconds=None)
+    expected = teacher[0].transcribe(teacher[1], clips)
+    assert corpus_wer(sentences, expected).errors / len(" ".join(sentences).split()) < 0.2
+    bare_task, bare = student(tail_seconds=1.0)
+    looped = bare_task.transcribe(bare, clips)  # 2 of the 6 repeat their sentence
+    assert sum(len(a) > 3 * len(b) for a, b in zip(looped, expected, strict=True)) >= 1
+    filled_task, filled = student(tail_seconds=1.0, fill_window=True)
+    assert filled_task.transcribe(filled, clips) == expected
+    filled_task.save(filled, tmp_path / "filled")
+    assert WhisperDistilModel(tmp_path / "filled").transcribe(clips) == expected
 
 
 def test_targets_line_up_with_decoder_positions():

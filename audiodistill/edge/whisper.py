@@ -103,6 +103,13 @@ class OnnxWhisper:
         self.encoder = ort.InferenceSession(str(path / files["encoder"]), options, providers=cpu)
         self.decoder = ort.InferenceSession(str(path / files["decoder"]), options, providers=cpu)
         self.tokenizer = ByteBPEDecoder(path / TOKENIZER_FILE)
+        # the cross-attention keys and values of a silent window, to fill each utterance's
+        # to the window (students/whisper_distil.py, `fill_window`): keys and values are
+        # per position, so filling them is filling the encoder output
+        self.silence = None
+        if self.config.get("fill_window"):
+            silent = whisper_log_mel(np.zeros(1, np.float32), None)
+            self.silence = self.encoder.run(None, {"features": silent[None]})[1:]
 
     def transcribe(self, audios: list[np.ndarray], max_new_tokens: int = 128) -> list[str]:
         """Greedy transcripts of 16 kHz clips; audio past 30 s goes window by window."""
@@ -120,6 +127,11 @@ class OnnxWhisper:
         _, cross_keys, cross_values = self.encoder.run(
             None, {"features": features[None].astype(np.float32)}
         )
+        if self.silence is not None:  # [layers, 1, heads, positions, head_dim]
+            positions = cross_keys.shape[3]
+            keys, values = (rest[:, :, :, positions:] for rest in self.silence)
+            cross_keys = np.concatenate([cross_keys, keys], axis=3)
+            cross_values = np.concatenate([cross_values, values], axis=3)
         c = self.config
         shape = (c["cache"]["layers"], 1, c["cache"]["heads"], 0, c["head_dim"])
         keys = values = np.zeros(shape, dtype=np.float32)

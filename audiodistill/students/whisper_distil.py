@@ -12,8 +12,14 @@ no tail it never stops (it repeats the sentence); 2 s is not always enough. With
 unmodified tiny.en matched its own 30 s-window WER on the synthetic dev split, but on the
 test split 3 of 40 short utterances still loop (WER 61.0% against 20.9%; the substitutions
 and deletions are the teacher's, the rest are insertions). Training on the pseudo-labels
-teaches the student to stop: the trained students' insertions are the teacher's (measured
-with `audiodistill eval`, docs/benchmarks.md).
+teaches the student to stop, at a cost in recognition (docs/benchmarks.md).
+
+`fill_window` removes that cost: the encoder output of the utterance and its tail is
+extended to Whisper's 1500 positions with the encoder's output for a silent window
+(computed once per model; `silence_states`). The decoder then sees the window it was
+trained on, at the encoder cost of the speech alone. Untrained, tiny.en so filled after a
+1 s tail scored 17.9% WER on the 400 utterances of data/synth against its own 18.5%, 2.7x
+faster (docs/benchmarks.md), where a bare 5 s tail looped (73.6%).
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ class WhisperDistilOptions:
     # seconds of silence after the audio instead of padding to 30 s (null: Whisper's 30 s
     # window); the encoder's cost follows the audio's length
     tail_seconds: float | None = 5.0
+    # extend the encoder output to the 30 s window with the encoder's output for silence
+    # (module docstring); needs tail_seconds
+    fill_window: bool = False
     # weight of cross-entropy on the pseudo-label tokens
     alpha_ce: float = 1.0
     # weight of KL to the teacher's top-k soft targets (0 turns soft targets off)
@@ -127,6 +136,19 @@ def encode(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     for layer in encoder.layers:
         x = layer(x, None)
     return encoder.layer_norm(x)
+
+
+def silence_states(model: nn.Module, feature_extractor) -> torch.Tensor:
+    """[1, 1500, D] encoder output for a silent 30 s window, the fill of `fill`."""
+    silent = log_mel(feature_extractor, [np.zeros(1, np.float32)], None)
+    with torch.no_grad():
+        return encode(model, silent.to(model.dtype))
+
+
+def fill(encoded: torch.Tensor, silence: torch.Tensor) -> torch.Tensor:
+    """[B, T, D] encoder output -> [B, 1500, D]: positions T and later from `silence`."""
+    rest = silence[:, encoded.shape[1] :].to(encoded.dtype)  # [1, 1500 - T, D]
+    return torch.cat([encoded, rest.expand(len(encoded), -1, -1)], dim=1)
 
 
 def mel_frames(samples: int, tail_seconds: float | None) -> int:
@@ -199,6 +221,7 @@ class WhisperDistilTask:
         # utterance id -> [T, D] float16 frozen-encoder output, T covering at least the
         # utterance plus tail_seconds + CACHE_SLACK_S (see `collate`)
         self._encoded: dict[str, torch.Tensor] = {}
+        self._frozen_silence: torch.Tensor | None = None  # `silence_states` of a frozen encoder
 
     def teacher_dir(self) -> str:
         if self._teacher_dir is None:
@@ -230,6 +253,7 @@ class WhisperDistilTask:
         student = shrink_decoder(teacher, self.options.decoder_layers)
         student.config.student = STUDENT_KIND
         student.config.tail_seconds = self.options.tail_seconds
+        student.config.fill_window = self.options.fill_window
         if self.options.freeze_encoder:
             student.model.encoder.requires_grad_(False)
         if self.options.freeze_embeddings:
@@ -303,9 +327,20 @@ class WhisperDistilTask:
             self._encoded[row_id] = row.detach().to(torch.float16, copy=True)
         return encoded[:, : batch["positions"]]
 
+    def _silence(self, module: nn.Module) -> torch.Tensor:
+        """The fill for `fill_window`: computed once for a frozen encoder, else every call
+        (the encoder changes; no gradient flows through the fill)."""
+        if not self.options.freeze_encoder:
+            return silence_states(module, self.processor.feature_extractor)
+        if self._frozen_silence is None:
+            self._frozen_silence = silence_states(module, self.processor.feature_extractor)
+        return self._frozen_silence
+
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         module = getattr(model, "module", model)  # unwrap DDP for the custom encoder pass
         encoded = self._encode(module, batch)
+        if self.options.fill_window:
+            encoded = fill(encoded, self._silence(module))
         logits = model(encoder_outputs=(encoded,), decoder_input_ids=batch["decoder_input_ids"])
         criterion = WhisperDistillationLoss(
             self.options.alpha_ce, self.options.beta_kd, self.options.temperature
@@ -316,13 +351,15 @@ class WhisperDistilTask:
         return parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
 
     def transcribe(self, model: nn.Module, audios: Sequence[np.ndarray]) -> list[str]:
+        module = getattr(model, "module", model)
         return transcribe(
-            getattr(model, "module", model),
+            module,
             self.processor,
             audios,
             tail_seconds=self.options.tail_seconds,
             language=self.language,
             max_new_tokens=self.options.max_new_tokens,
+            silence=self._silence(module) if self.options.fill_window else None,
         )
 
     def save(self, model: nn.Module, out_dir: Path) -> None:
@@ -346,10 +383,12 @@ def transcribe(
     language: str = "en",
     max_new_tokens: int = 128,
     prompt: str | None = None,
+    silence: torch.Tensor | None = None,
 ) -> list[str]:
     """Greedy transcripts, long audio chunked into 30 s windows decoded in one batch.
 
     `prompt`: earlier text that guides spelling and style (OpenAI's `prompt`).
+    `silence`: `silence_states` to fill each encoder output to the window with (`fill`).
     """
 
     was_training = model.training
@@ -367,9 +406,10 @@ def transcribe(
     for start in range(0, len(order), 8):
         chunk = order[start : start + 8]
         features = log_mel(processor.feature_extractor, [pieces[j] for j in chunk], tail_seconds)
+        encoded = encode(model, features.to(model.dtype))
         decoded = greedy_decode(
             model,
-            encode(model, features.to(model.dtype)),
+            encoded if silence is None else fill(encoded, silence),
             prompt=prompt_ids(generation, language, previous),
             eot=generation.eos_token_id,
             max_new_tokens=max_new_tokens,
@@ -400,6 +440,9 @@ class WhisperDistilModel:
         self.model = WhisperForConditionalGeneration.from_pretrained(path).eval()
         self.processor = WhisperProcessor.from_pretrained(path)
         self.tail_seconds = config.get("tail_seconds")
+        self.silence = None  # exports from before fill_window existed have no fill
+        if config.get("fill_window"):
+            self.silence = silence_states(self.model, self.processor.feature_extractor)
         self.language = language
         self.max_new_tokens = max_new_tokens
 
@@ -412,4 +455,5 @@ class WhisperDistilModel:
             language=self.language,
             max_new_tokens=self.max_new_tokens,
             prompt=prompt,
+            silence=self.silence,
         )
