@@ -6,15 +6,13 @@ maximally spaced and always including the last, then train on the teacher's pseu
 
 One departure from Whisper: with `tail_seconds` set, the encoder runs on the utterance plus
 a short silent tail instead of a 30 s padded window (Moonshine's insight: cost should follow
-the audio's length). A 4 s utterance then costs 450 encoder positions instead of 1500.
-The tail matters: Whisper learned to end its transcript from the silence after speech. With
-no tail it never stops (it repeats the sentence); 2 s is not always enough. With 5 s the
-unmodified tiny.en matched its own 30 s-window WER on the synthetic dev split, but on the
-test split 3 of 40 short utterances still loop (WER 61.0% against 20.9%; the substitutions
-and deletions are the teacher's, the rest are insertions). Training on the pseudo-labels
-teaches the student to stop, at a cost in recognition (docs/benchmarks.md).
+the audio's length). A 4 s utterance with a 1 s tail then costs 250 encoder positions
+instead of 1500. A bare tail is not enough: Whisper's decoder always saw 1500 positions,
+and on fewer it often does not stop (it repeats the sentence). With a bare 5 s tail the
+unmodified tiny.en looped on 3 of data/synth's 40 test utterances (61.0% WER against
+20.9%); training teaches a student to stop, at a cost in recognition (docs/benchmarks.md).
 
-`fill_window` removes that cost: the encoder output of the utterance and its tail is
+`fill_window` (the default) removes that cost: the encoder output of the utterance and its tail is
 extended to Whisper's 1500 positions with the encoder's output for a silent window
 (computed once per model; `silence_states`). The decoder then sees the window it was
 trained on, at the encoder cost of the speech alone. Untrained, tiny.en so filled after a
