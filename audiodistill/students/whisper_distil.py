@@ -141,12 +141,12 @@ def silence_states(model: nn.Module, feature_extractor) -> torch.Tensor:
     """[1, 1500, D] encoder output for a silent 30 s window, the fill of `fill`."""
     silent = log_mel(feature_extractor, [np.zeros(1, np.float32)], None)
     with torch.no_grad():
-        return encode(model, silent.to(model.dtype))
+        return encode(model, silent.to(model.device, model.dtype))
 
 
 def fill(encoded: torch.Tensor, silence: torch.Tensor) -> torch.Tensor:
     """[B, T, D] encoder output -> [B, 1500, D]: positions T and later from `silence`."""
-    rest = silence[:, encoded.shape[1] :].to(encoded.dtype)  # [1, 1500 - T, D]
+    rest = silence[:, encoded.shape[1] :].to(encoded)  # [1, 1500 - T, D], its device and dtype
     return torch.cat([encoded, rest.expand(len(encoded), -1, -1)], dim=1)
 
 
