@@ -25,6 +25,8 @@ own modules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -120,10 +122,25 @@ class CodecFamily:
         teacher's quantizer on the latent channels the student keeps."""
         raise NotImplementedError
 
-    def code_logits(self, codec, latents: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """[B, n_q, T, K] logits of each stage's code, teacher-forced on `codes` (families
-        with `has_code_logits`)."""
+    def euclidean_quantizers(self, codec) -> list[tuple[Callable, nn.ModuleList]]:
+        """(projection of the latents, codebook layers) of each residual quantizer, in code
+        order, for families whose codebooks are plain Euclidean entries (`has_code_logits`)."""
         raise NotImplementedError
+
+    def code_logits(self, codec, latents: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """[B, n_q, T, K] logits of each stage's code, teacher-forced on `codes`: each
+        residual quantizer scores its share of the codes on its projection of the latents."""
+        from audiodistill.codec_losses import residual_code_logits
+
+        logits, start = [], 0
+        for project, layers in self.euclidean_quantizers(codec):
+            share = codes[:, start : start + len(layers)]
+            start += len(layers)
+            if share.shape[1] > 0:
+                used = layers[: share.shape[1]]
+                codebooks = torch.stack([layer.codebook.embed for layer in used])
+                logits.append(residual_code_logits(project(latents), codebooks, share))
+        return torch.cat(logits, dim=1)
 
     def feature_extractor(self, sampling_rate: int):
         from transformers import EncodecFeatureExtractor
@@ -168,12 +185,8 @@ class EncodecFamily(CodecFamily):
             state["embed_avg"] = state["embed_avg"][:, latents]
             mine.codebook.load_state_dict(state)
 
-    def code_logits(self, codec, latents: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        from audiodistill.codec_losses import residual_code_logits
-
-        n_q = codes.shape[1]
-        codebooks = torch.stack([layer.codebook.embed for layer in codec.quantizer.layers[:n_q]])
-        return residual_code_logits(latents, codebooks, codes)
+    def euclidean_quantizers(self, codec) -> list[tuple[Callable, nn.ModuleList]]:
+        return [(nn.Identity(), codec.quantizer.layers)]
 
 
 class DacFamily(CodecFamily):
@@ -249,24 +262,13 @@ class MimiFamily(CodecFamily):
             if hasattr(module, "_embed"):
                 module._embed = None  # codebook entries cached from the old buffers
 
-    def code_logits(self, codec, latents: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        from audiodistill.codec_losses import residual_code_logits
-
-        split = codec.quantizer
-        semantic = split.num_semantic_quantizers  # the first codes are the semantic half's
+    def euclidean_quantizers(self, codec) -> list[tuple[Callable, nn.ModuleList]]:
+        # the semantic half's codes come first; each half projects the same latents
         halves = (
-            (split.semantic_residual_vector_quantizer, codes[:, :semantic]),
-            (split.acoustic_residual_vector_quantizer, codes[:, semantic:]),
+            codec.quantizer.semantic_residual_vector_quantizer,
+            codec.quantizer.acoustic_residual_vector_quantizer,
         )
-        logits = []
-        for quantizer, half_codes in halves:
-            if half_codes.shape[1] == 0:
-                continue
-            projected = latents if quantizer.input_proj is None else quantizer.input_proj(latents)
-            layers = quantizer.layers[: half_codes.shape[1]]
-            codebooks = torch.stack([layer.codebook.embed for layer in layers])
-            logits.append(residual_code_logits(projected, codebooks, half_codes))
-        return torch.cat(logits, dim=1)
+        return [(half.input_proj or nn.Identity(), half.layers) for half in halves]
 
 
 def _random_init_only(family: str, init: str) -> None:

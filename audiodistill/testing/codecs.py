@@ -130,8 +130,9 @@ def _fill_codebooks(model, seed: int) -> None:
     clips = [0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * np.exp(-2 * t) for i in range(8)]
     audio = np.concatenate(clips) + 0.02 * rng.standard_normal(len(clips) * len(t))
     with torch.no_grad():
-        latents = family_of(model).latents(model, torch.from_numpy(audio).float()[None, None])
-        for project, layers in _residual_quantizers(model):
+        family = family_of(model)
+        latents = family.latents(model, torch.from_numpy(audio).float()[None, None])
+        for project, layers in family.euclidean_quantizers(model):
             residual = project(latents)[0].t()  # [T, D]
             for layer in layers:
                 picks = torch.from_numpy(
@@ -139,17 +140,6 @@ def _fill_codebooks(model, seed: int) -> None:
                 )
                 _set_entries(layer.codebook, residual[picks])
                 residual = residual - layer.codebook.decode(layer.codebook.encode(residual))
-
-
-def _residual_quantizers(model) -> list:
-    """(projection of the latents, codebook layers) of each residual quantizer."""
-    if not hasattr(model.quantizer, "semantic_residual_vector_quantizer"):
-        return [(lambda latents: latents, model.quantizer.layers)]  # EnCodec
-    halves = (
-        model.quantizer.semantic_residual_vector_quantizer,
-        model.quantizer.acoustic_residual_vector_quantizer,
-    )  # Mimi: each half projects the same latents
-    return [(half.input_proj or (lambda latents: latents), half.layers) for half in halves]
 
 
 def _set_entries(codebook, entries) -> None:
