@@ -15,16 +15,20 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from audiodistill.repetition import LOOP_REPEATS, loop_excess
+
 
 @dataclass
 class Decoded:
     token_ids: list[int]  # generated text tokens, prompt and end-of-text excluded
     sum_logprob: float  # over generated tokens, end-of-text included
     # generated tokens + 1 for end-of-text; just the tokens when cut off at max_new_tokens
+    # or ended for looping (`repetition.loop_excess`)
     steps: int
     no_speech_prob: float  # P(no_speech_id) right after start-of-transcript (nan if unused)
     topk_ids: list[list[int]] = field(default_factory=list)  # [steps, k]
     topk_logprobs: list[list[float]] = field(default_factory=list)  # [steps, k]
+    step_logprobs: list[float] = field(default_factory=list)  # [steps]: each choice's log-prob
 
     @property
     def avg_logprob(self) -> float:
@@ -81,13 +85,15 @@ def greedy_decode(
     suppress: Sequence[int] = (),
     suppress_begin: Sequence[int] = (),
     no_speech_id: int | None = None,
+    loop_repeats: int = LOOP_REPEATS,
 ) -> list[Decoded]:
     """Greedy transcripts of a WhisperForConditionalGeneration for encoder outputs [B, T, D].
 
     `prompt` is `prompt_ids`' output: optional previous text, then start-of-transcript and the
     task tokens. Log-probs and top-k
     soft targets are of the distribution after suppression: the one the greedy choice was
-    made from, as CTranslate2 scores it.
+    made from, as CTranslate2 scores it. A sequence that ends in one block of tokens repeated
+    `loop_repeats` times is ended there with one copy kept (`repetition.loop_excess`; 0: never).
     """
     batch = encoder_out.shape[0]
     device = encoder_out.device
@@ -115,6 +121,7 @@ def greedy_decode(
         chosen = logprobs.argmax(-1)  # [B]
         _record(results, done, chosen, logprobs, eot, top_k)
         done |= chosen == eot
+        done |= _end_loops(results, done, loop_repeats)
         if done.all():
             break
         # finished rows keep feeding end-of-text; their outputs are no longer recorded
@@ -123,7 +130,7 @@ def greedy_decode(
 
 
 def _record(results, done, chosen, logprobs, eot: int, top_k: int) -> None:
-    """Append this step's choice and soft targets to every unfinished sequence."""
+    """Append this step's choice, its log-prob and soft targets to every unfinished sequence."""
     picked = logprobs.gather(-1, chosen[:, None])[:, 0]
     if top_k:
         top_values, top_ids = logprobs.topk(top_k, dim=-1)
@@ -133,8 +140,26 @@ def _record(results, done, chosen, logprobs, eot: int, top_k: int) -> None:
         token = int(chosen[b])
         result.sum_logprob += float(picked[b])
         result.steps += 1
+        result.step_logprobs.append(float(picked[b]))
         if token != eot:
             result.token_ids.append(token)
         if top_k:
             result.topk_ids.append(top_ids[b].tolist())
             result.topk_logprobs.append(top_values[b].tolist())
+
+
+def _end_loops(results: list[Decoded], done: torch.Tensor, repeats: int) -> torch.Tensor:
+    """[B] bool: sequences that just started looping, cut back to their first copy as if
+    generation had stopped there (no end-of-text row, like a max_new_tokens cut-off)."""
+    ended = torch.zeros_like(done)
+    for b, result in enumerate(results):
+        excess = 0 if done[b] else loop_excess(result.token_ids, repeats)
+        if not excess:
+            continue
+        keep = len(result.token_ids) - excess
+        del result.token_ids[keep:], result.topk_ids[keep:], result.topk_logprobs[keep:]
+        del result.step_logprobs[keep:]
+        result.steps = keep
+        result.sum_logprob = sum(result.step_logprobs)
+        ended[b] = True
+    return ended

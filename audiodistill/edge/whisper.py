@@ -4,7 +4,8 @@ Runs the two graphs `audiodistill export` writes for this student (see
 audiodistill/export_whisper.py): the encoder once per utterance, then the decoder one token
 at a time with its self-attention cache carried as arrays. Suppression follows
 `audiodistill.whisper_decode.greedy_decode` (the config's suppress ids every step, plus the
-begin-suppress ids at the first step), so both give the same tokens.
+begin-suppress ids at the first step) and both end a repetition loop the same way
+(`audiodistill.repetition`), so both give the same tokens.
 
 `whisper_log_mel` reproduces Whisper's front end (the transformers feature extractor, with the
 student's silent tail instead of a 30 s window) in numpy, and `ByteBPEDecoder` turns token ids
@@ -22,6 +23,7 @@ import onnxruntime as ort
 
 from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from audiodistill.edge.features import DFT_COS, DFT_SIN, MEL
+from audiodistill.repetition import loop_excess
 
 EXPORT_KIND = "whisper-distil-onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -156,6 +158,10 @@ class OnnxWhisper:
             if chosen == c["eot"]:
                 break
             tokens.append(chosen)
+            excess = loop_excess(tokens)
+            if excess:
+                del tokens[-excess:]
+                break
             step_input = np.asarray([[chosen]], dtype=np.int64)
         return tokens
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -57,6 +58,8 @@ class SynthOptions:
     peak_db: float = -3.0
     # synthesis processes; the corpus does not depend on it (1 runs in this process)
     workers: int = 2
+    # utterance ids are <id_prefix>-<index>: corpora trained on together need distinct ones
+    id_prefix: str = "synth"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ def _check(options: SynthOptions) -> None:
         raise ValueError("dev_fraction and test_fraction must be >= 0")
     if options.dev_fraction + options.test_fraction >= 1:
         raise ValueError("dev_fraction + test_fraction must leave some sentences for train")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", options.id_prefix):
+        raise ValueError(f"id_prefix must be letters, digits or _, got {options.id_prefix!r}")
 
 
 def plan(options: SynthOptions) -> list[SynthJob]:
@@ -147,7 +152,7 @@ def synthesize_one(job: SynthJob, options: SynthOptions, out: Path) -> Utterance
     duration = audio.size / SAMPLE_RATE
     if duration > options.max_seconds:
         return None
-    uid = f"synth-{job.index:05d}"
+    uid = f"{options.id_prefix}-{job.index:05d}"
     path = out / "audio" / f"{uid}.wav"
     save_wav(path, audio)
     return Utterance(

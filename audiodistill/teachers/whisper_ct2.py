@@ -1,7 +1,8 @@
 """CTranslate2 teacher (faster-whisper): the fastest way to run a Whisper teacher on CPU.
 
 Decoding is greedy at temperature 0 without timestamps, VAD or temperature fallback, so the
-pseudo-label is a deterministic function of the audio and matches the transformers backend.
+pseudo-label is a deterministic function of the audio and matches the transformers backend
+(a repetition loop is cut afterwards where that backend stops, `audiodistill.repetition`).
 CTranslate2 exposes no per-step distributions, so `topk_*` stay empty: use the transformers
 backend (`backend: hf`) when soft targets are needed.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiodistill.repetition import without_loop
 from audiodistill.teachers.base import Transcript
 from audiodistill.teachers.bundled import BUNDLED_NAME, bundled_ct2_dir, revision_of
 
@@ -72,6 +74,9 @@ class CT2WhisperTeacher:
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
         tokens = [t for s in segments for t in s.tokens if t < self.eot]
+        kept = without_loop(tokens)
+        if len(kept) < len(tokens):  # end a repetition loop as the transformers backend does
+            tokens, text = kept, self.model.hf_tokenizer.decode(kept).strip()
         # faster-whisper's avg_logprob is per segment; weight by segment length
         # (no segments at all, e.g. silence or empty audio: -inf, so confidence filters drop it)
         lengths = [max(len(s.tokens), 1) for s in segments]
