@@ -199,3 +199,15 @@ def test_tiny_corpus_splits_share_no_text(tiny_corpora):
     assert not by_split["train"] & by_split["dev"]
     assert not by_split["train"] & by_split["test"]
     assert not by_split["dev"] & by_split["test"]
+
+
+def test_id_prefix_names_utterances_and_files(tmp_path):
+    options = SynthOptions(out=str(tmp_path), n=2, seed=3, workers=1, id_prefix="extra_1")
+    utterances = build_corpus(options, progress=False)
+    assert [u.id for u in utterances] == ["extra_1-00000", "extra_1-00001"]
+    assert all(Path(u.audio).name == f"{u.id}.wav" for u in utterances)
+
+
+def test_id_prefix_must_be_a_plain_name(tmp_path):
+    with pytest.raises(ValueError, match="id_prefix"):
+        build_corpus(SynthOptions(out=str(tmp_path), n=2, id_prefix="../x"), progress=False)
