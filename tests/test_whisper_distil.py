@@ -15,6 +15,7 @@ from audiodistill.students.whisper_distil import (
     pad_targets,
     shrink_decoder,
     silence_states,
+    transcribe,
 )
 
 
@@ -114,9 +115,9 @@ def test_fill_extends_the_encoder_output_to_the_window_with_silence(tiny_whisper
 
 
 def test_filled_window_transcribes_like_the_teacher(hf_teacher_dir, speech, tmp_path):
-    """The teacher's own decoder on a 1 s tail: bare, it runs on past the speech on some
-    clips; filled to the window it gives the teacher's 30 s-window transcripts, after
-    export and reload too."""
+    """The teacher's own decoder on a 1 s tail: bare, it repeats its sentence on some clips
+    (which the loop guard then cuts back); filled to the window it gives the teacher's 30 s
+    window transcripts, after export and reload too."""
     from audiodistill.metrics import corpus_wer
     from audiodistill.students.whisper_distil import WhisperDistilModel
 
@@ -130,8 +131,11 @@ def test_filled_window_transcribes_like_the_teacher(hf_teacher_dir, speech, tmp_
     expected = teacher[0].transcribe(teacher[1], clips)
     assert corpus_wer(sentences, expected).errors / len(" ".join(sentences).split()) < 0.2
     bare_task, bare = student(tail_seconds=1.0, fill_window=False)
-    looped = bare_task.transcribe(bare, clips)  # 2 of the 6 repeat their sentence
-    assert sum(len(a) > 3 * len(b) for a, b in zip(looped, expected, strict=True)) >= 1
+    unguarded = transcribe(bare, bare_task.processor, clips, tail_seconds=1.0, loop_repeats=0)
+    # 2 of the 6 repeat their sentence until the token budget runs out
+    assert sum(len(a) > 3 * len(b) for a, b in zip(unguarded, expected, strict=True)) >= 1
+    guarded = bare_task.transcribe(bare, clips)
+    assert all(len(a) < 2 * len(b) for a, b in zip(guarded, expected, strict=True))
     filled_task, filled = student(tail_seconds=1.0, fill_window=True)
     assert filled_task.transcribe(filled, clips) == expected
     filled_task.save(filled, tmp_path / "filled")

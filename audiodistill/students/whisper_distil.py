@@ -34,6 +34,7 @@ from torch import nn
 
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.losses import TokenCrossEntropyLoss, WhisperDistillationLoss
+from audiodistill.repetition import LOOP_REPEATS
 from audiodistill.whisper_decode import greedy_decode, previous_text_ids, prompt_ids
 
 # Whisper's log-mel runs at 100 frames/s (hop 160 at 16 kHz); its conv stem halves that,
@@ -383,11 +384,13 @@ def transcribe(
     max_new_tokens: int = 128,
     prompt: str | None = None,
     silence: torch.Tensor | None = None,
+    loop_repeats: int = LOOP_REPEATS,
 ) -> list[str]:
     """Greedy transcripts, long audio chunked into 30 s windows decoded in one batch.
 
     `prompt`: earlier text that guides spelling and style (OpenAI's `prompt`).
     `silence`: `silence_states` to fill each encoder output to the window with (`fill`).
+    `loop_repeats`: copies of a block that end a transcript (`repetition.loop_excess`).
     """
 
     was_training = model.training
@@ -414,6 +417,7 @@ def transcribe(
             max_new_tokens=max_new_tokens,
             suppress=generation.suppress_tokens or (),
             suppress_begin=generation.begin_suppress_tokens or (),
+            loop_repeats=loop_repeats,
         )
         for j, d in zip(chunk, decoded, strict=True):
             texts[owners[j]].append((j, d.token_ids))
