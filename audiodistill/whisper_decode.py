@@ -21,14 +21,20 @@ from audiodistill.repetition import LOOP_REPEATS, loop_excess
 @dataclass
 class Decoded:
     token_ids: list[int]  # generated text tokens, prompt and end-of-text excluded
-    sum_logprob: float  # over generated tokens, end-of-text included
-    # generated tokens + 1 for end-of-text; just the tokens when cut off at max_new_tokens
-    # or ended for looping (`repetition.loop_excess`)
-    steps: int
     no_speech_prob: float  # P(no_speech_id) right after start-of-transcript (nan if unused)
+    # each generated token's log-prob, end-of-text included; no end-of-text row when cut off
+    # at max_new_tokens or ended for looping (`repetition.loop_excess`)
+    step_logprobs: list[float] = field(default_factory=list)  # [steps]
     topk_ids: list[list[int]] = field(default_factory=list)  # [steps, k]
     topk_logprobs: list[list[float]] = field(default_factory=list)  # [steps, k]
-    step_logprobs: list[float] = field(default_factory=list)  # [steps]: each choice's log-prob
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_logprobs)
+
+    @property
+    def sum_logprob(self) -> float:
+        return sum(self.step_logprobs)
 
     @property
     def avg_logprob(self) -> float:
@@ -100,7 +106,7 @@ def greedy_decode(
     vocab = model.proj_out.out_features
     never = _suppression_mask(vocab, suppress, device)
     first = never | _suppression_mask(vocab, suppress_begin, device)
-    results = [Decoded([], 0.0, 0, float("nan")) for _ in range(batch)]
+    results = [Decoded([], float("nan")) for _ in range(batch)]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     cache, step_input = None, torch.tensor([list(prompt)] * batch, device=device)  # [B, P]
     limit = min(max_new_tokens, model.config.max_target_positions - len(prompt))
@@ -138,8 +144,6 @@ def _record(results, done, chosen, logprobs, eot: int, top_k: int) -> None:
         if done[b]:
             continue
         token = int(chosen[b])
-        result.sum_logprob += float(picked[b])
-        result.steps += 1
         result.step_logprobs.append(float(picked[b]))
         if token != eot:
             result.token_ids.append(token)
@@ -157,9 +161,7 @@ def _end_loops(results: list[Decoded], done: torch.Tensor, repeats: int) -> torc
         if not excess:
             continue
         keep = len(result.token_ids) - excess
-        del result.token_ids[keep:], result.topk_ids[keep:], result.topk_logprobs[keep:]
-        del result.step_logprobs[keep:]
-        result.steps = keep
-        result.sum_logprob = sum(result.step_logprobs)
+        del result.token_ids[keep:], result.step_logprobs[keep:]
+        del result.topk_ids[keep:], result.topk_logprobs[keep:]
         ended[b] = True
     return ended

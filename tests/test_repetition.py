@@ -37,16 +37,14 @@ def test_without_loop_stops_at_the_first_loop_as_a_stepping_decoder_would():
 
 
 def test_end_loops_trims_tokens_soft_targets_and_log_probs_consistently():
-    looping = Decoded([], 0.0, 0, float("nan"))
-    fine = Decoded([], 0.0, 0, float("nan"))
+    looping = Decoded([], float("nan"))
+    fine = Decoded([], float("nan"))
     for token in [1, 2, 3, 2, 3, 2, 3, 2, 3]:
         for result in (looping, fine):
             result.token_ids.append(token if result is looping else token + len(result.token_ids))
             result.step_logprobs.append(-0.5)
             result.topk_ids.append([token])
             result.topk_logprobs.append([-0.5])
-            result.steps += 1
-            result.sum_logprob -= 0.5
     ended = _end_loops([looping, fine], torch.tensor([False, False]), LOOP_REPEATS)
     assert ended.tolist() == [True, False]
     assert looping.token_ids == [1, 2, 3]
