@@ -27,7 +27,7 @@ import yaml
 
 from audiodistill.audio import SAMPLE_RATE, load_audio
 from audiodistill.manifest import Utterance, read_manifest
-from audiodistill.metrics import cer, corpus_wer
+from audiodistill.metrics import cer, corpus_wer, paired_wer_difference
 
 
 @dataclass
@@ -102,6 +102,12 @@ class ModelReport:
     final_latencies_s: list[float] | None = None
     # the command that reproduces this row
     command: str = ""
+    # WER minus the first model's on the same utterances (the teacher, listed first), with a
+    # 95% paired bootstrap interval over utterances (metrics.paired_wer_difference); None on
+    # the first model's row
+    wer_delta: float | None = None
+    wer_delta_low: float | None = None
+    wer_delta_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -312,12 +318,20 @@ def merge_measurements(parts: Sequence[Measurements]) -> Measurements:
 
 
 def summarize(
-    info: ModelInfo, utterances: Sequence[Utterance], m: Measurements, command: str = ""
+    info: ModelInfo,
+    utterances: Sequence[Utterance],
+    m: Measurements,
+    command: str = "",
+    baseline: Sequence[str] | None = None,
 ) -> ModelReport:
-    """Score hypotheses against the references and reduce timings to the report's figures."""
+    """Score hypotheses against the references and reduce timings to the report's figures;
+    with `baseline` (another model's hypotheses), the WER difference to it too."""
     references = [u.text or "" for u in utterances]
     counts = corpus_wer(references, m.hypotheses)
     chunks, finals = m.chunk_latencies_s, m.final_latencies_s
+    delta = (None, None, None)
+    if baseline is not None:
+        delta = paired_wer_difference(references, baseline, m.hypotheses)
     return ModelReport(
         name=info.name,
         kind=info.kind,
@@ -342,6 +356,9 @@ def summarize(
         chunk_latencies_s=chunks,
         final_latencies_s=finals,
         command=command,
+        wer_delta=delta[0],
+        wer_delta_low=delta[1],
+        wer_delta_high=delta[2],
     )
 
 
@@ -374,19 +391,28 @@ def _ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
+def wer_delta_text(report: dict) -> str:
+    """A report row's WER difference to the first model scored, in points: "+2.4 (+0.9 to +4.1)"."""
+    if report.get("wer_delta") is None:
+        return "n/a"
+    low, high = report["wer_delta_low"] * 100, report["wer_delta_high"] * 100
+    return f"{report['wer_delta'] * 100:+.1f} ({low:+.1f} to {high:+.1f})"
+
+
 def markdown_table(reports: Sequence[ModelReport], data_label: str) -> str:
     """Teacher and students side by side, labelled with the data they were measured on."""
     lines = [
         f"Measured on: {data_label}",
         "",
-        "| model | kind | WER | CER | RTF (1 thread) | latency p50 / p95 / p99 | peak RSS "
-        "| parameters | size |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | kind | WER | WER vs first model (95% CI) | CER | RTF (1 thread) "
+        "| latency p50 / p95 / p99 | peak RSS | parameters | size |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in reports:
         latency = " / ".join(_ms(s) for s in (r.latency_p50_s, r.latency_p95_s, r.latency_p99_s))
         lines.append(
-            f"| {r.name} | {r.kind} | {r.wer * 100:.1f}% | {r.cer * 100:.1f}% | {r.rtf:.3f} | "
+            f"| {r.name} | {r.kind} | {r.wer * 100:.1f}% | {wer_delta_text(asdict(r))} | "
+            f"{r.cer * 100:.1f}% | {r.rtf:.3f} | "
             f"{latency} | {r.peak_rss_mb:.0f} MiB | {r.parameters / 1e6:.1f}M | "
             f"{r.size_mb:.1f} MB |"
         )
@@ -456,8 +482,10 @@ def write_results(
     save_config(options, out / "config.yaml")
     reports = []
     with open(out / "hypotheses.jsonl", "w") as f:
-        for spec, (info, m) in zip(options.models, measured, strict=True):
-            reports.append(summarize(info, utterances, m, eval_command(options, spec)))
+        first = measured[0][1].hypotheses  # every other model is compared with this one
+        for index, (spec, (info, m)) in enumerate(zip(options.models, measured, strict=True)):
+            baseline = first if index else None
+            reports.append(summarize(info, utterances, m, eval_command(options, spec), baseline))
             for u, hypothesis in zip(utterances, m.hypotheses, strict=True):
                 row = {
                     "model": info.name,

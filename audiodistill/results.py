@@ -12,6 +12,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiodistill.evaluation import wer_delta_text
+
 
 @dataclass(frozen=True)
 class ResultsOptions:
@@ -46,6 +48,7 @@ def _row(m: dict) -> str:
         m["name"],
         m["kind"],
         f"{m['wer'] * 100:.1f}%",
+        wer_delta_text(m),
         f"{m['cer'] * 100:.1f}%",
         f"{m['rtf']:.3f}",
         latency,
@@ -71,10 +74,10 @@ def _section(path: str) -> list[str]:
         f"- {first['utterances']} utterances, {first['audio_seconds'] / 60:.1f} min of "
         f"audio; source report: `{path}` (plots beside it in `plots/`)",
         "",
-        "| model | kind | WER | CER | RTF (1 thread) | latency p50 / p95 / p99 (ms) "
-        "| streaming chunk / final p95 (ms) | peak RSS (MiB) | parameters | size (MB) "
-        "| command |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| model | kind | WER | WER vs first model (95% CI) | CER | RTF (1 thread) "
+        "| latency p50 / p95 / p99 (ms) | streaming chunk / final p95 (ms) | peak RSS (MiB) "
+        "| parameters | size (MB) | command |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     return lines + [_row(m) for m in models] + [""]
 

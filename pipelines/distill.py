@@ -27,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +61,10 @@ from pipelines.pseudo_label import init_ray
 log = logging.getLogger(__name__)
 
 RUN_NAME = "train"  # Ray Train run name under <out>/ray; the same name is what resumes
+# the dev score of a checkpoint from a step without evaluation: the largest finite float, not
+# infinity, because Ray keeps the checkpoint list as JSON, which writes infinity as null, and
+# a rerun that found a null there failed at its first checkpoint instead of resuming
+UNSCORED = sys.float_info.max
 
 
 def run(options: DistillOptions) -> dict[str, Any]:
@@ -176,7 +180,7 @@ def _fit(options: DistillOptions, out: Path, train_rows, dev_rows):
 def _best_checkpoint(result, by_dev_score: bool):
     """(checkpoint, its metrics): lowest dev score (earliest on a tie), else the latest."""
     kept = result.best_checkpoints or []
-    scored = [(c, m) for c, m in kept if math.isfinite(m.get("dev_score", math.inf))]
+    scored = [(c, m) for c, m in kept if m.get("dev_score", UNSCORED) < UNSCORED]
     if by_dev_score and scored:
         return min(scored, key=lambda cm: (cm[1]["dev_score"], cm[1]["step"]))
     if result.checkpoint is None:
@@ -266,12 +270,17 @@ def _restore(model, optimizer, scheduler) -> TrainState:
         return load_checkpoint(Path(directory), model, optimizer, scheduler)
 
 
+def checkpoint_metrics(record: dict) -> dict:
+    """What a checkpoint is reported with: its record, and a dev score even where this step
+    was not evaluated (UNSCORED: ranked worst, so num_to_keep deletes it first)."""
+    return {"dev_score": UNSCORED, **record}
+
+
 def _report(record: dict, model, optimizer, scheduler, state: TrainState, rank: int) -> None:
     """Checkpoint through ray.train.report: a barrier every worker calls; rank 0 saves."""
     import ray.train
 
-    # checkpoints without a fresh dev score score worst, so num_to_keep deletes them first
-    metrics = {"dev_score": math.inf, **record}
+    metrics = checkpoint_metrics(record)
     if rank != 0:
         ray.train.report(metrics)
         return

@@ -117,6 +117,41 @@ def test_killed_worker_restores_from_checkpoint_and_finishes(
     assert first == 0 and restart >= 10 and restart % 5 == 0  # from a checkpoint, not from 0
 
 
+def test_rerun_after_a_stop_at_a_checkpoint_without_dev_score_resumes(
+    labels_dir, tmp_path, ray_session, alive_actors
+):
+    """Checkpoints between evaluations carry no dev score; Ray's checkpoint list on disk must
+    still rank them when a rerun resumes (it once held them as null and the rerun failed)."""
+    out = tmp_path / "run"
+    options = _options(
+        labels_dir, out, "train.max_steps=30", "fake.seconds_per_step=0.3", "train.max_failures=0"
+    )
+    failed: list[Exception] = []
+
+    def first_run() -> None:
+        try:
+            run(options)
+        except Exception as error:  # the killed workers end it, as a stop would
+            failed.append(error)
+
+    job = threading.Thread(target=first_run)
+    job.start()
+    snapshot = out / "ray" / "train" / "checkpoint_manager_snapshot.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        snapshot.exists() and "checkpoint_00000015" in snapshot.read_text()
+    ):
+        time.sleep(0.05)
+    for worker in alive_actors("RayTrainWorker"):  # the run stops at step 15's checkpoint
+        os.kill(worker["pid"], signal.SIGKILL)
+    job.join(timeout=60)
+    assert not job.is_alive() and failed, "the first run did not stop"
+    summary = run(_options(labels_dir, out, "train.max_steps=30"))
+    assert summary["steps"] == 30
+    first, rerun = _starts(out)
+    assert first == 0 and 15 <= rerun < 20 and summary["best_step"] in (20, 30)
+
+
 def _logged_step(out, step: int) -> bool:
     path = out / "metrics.jsonl"
     return path.exists() and f'"step": {step},' in path.read_text()

@@ -96,6 +96,10 @@ def test_eval_command_scores_teacher_and_student(manifest, tmp_path, capsys):
     assert teacher["kind"] == "teacher" and teacher["wer"] < 0.2
     assert 37e6 < teacher["parameters"] < 39e6  # tiny.en
     assert student["kind"] == "fake" and student["parameters"] > 0
+    # the student is compared with the first model on the same utterances
+    assert teacher["wer_delta"] is None
+    assert student["wer_delta"] == pytest.approx(student["wer"] - teacher["wer"])
+    assert student["wer_delta_low"] <= student["wer_delta"] <= student["wer_delta_high"]
     assert report["data"] == "recorded speech"  # no synth metadata in this manifest
     lines = (out / "hypotheses.jsonl").read_text().splitlines()
     assert len(lines) == 2 * len(read_manifest(manifest))

@@ -1,6 +1,13 @@
 import pytest
 
-from audiodistill.metrics import cer, corpus_wer, normalize_text, wer, word_errors
+from audiodistill.metrics import (
+    cer,
+    corpus_wer,
+    normalize_text,
+    paired_wer_difference,
+    wer,
+    word_errors,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,3 +62,22 @@ def test_corpus_wer_weights_by_reference_length():
 
 def test_cer():
     assert cer("abcd", "abxd") == pytest.approx(0.25)
+
+
+def test_paired_wer_difference_and_its_bootstrap_interval():
+    references = ["a b", "c d"]
+    assert paired_wer_difference(references, references, references) == (0.0, 0.0, 0.0)
+    # one more error in 4 words; a resample holds the damaged utterance 0, 1 or 2 times
+    delta, low, high = paired_wer_difference(references, references, ["a b", "c x"])
+    assert delta == 0.25 and 0.0 <= low < delta < high <= 0.5
+    assert paired_wer_difference(references, references, ["a b", "c x"]) == (delta, low, high)
+    # errors both make cancel: only the difference counts
+    better, *_ = paired_wer_difference(references, ["a x", "c x"], ["a x", "c d"])
+    assert better == -0.25
+
+
+def test_paired_wer_difference_refuses_unpaired_outputs():
+    with pytest.raises(ValueError, match="equally many"):
+        paired_wer_difference(["a b"], ["a b"], [])
+    with pytest.raises(ValueError, match="equally many"):
+        paired_wer_difference([], [], [])
