@@ -2,7 +2,9 @@
 
 Soft targets come from the pseudo-label shards as the teacher's top-k token log-probs at
 temperature 1 (`topk_ids`, `topk_logprobs`, shape [B, T, k]); the full vocabulary
-distribution is never stored, so the teacher side is renormalized over its top k.
+distribution is never stored, so the teacher side is renormalized over its top k
+(`TopKDistillationLoss`). A teacher run online during training gives its whole distribution
+(`FullDistillationLoss`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,29 @@ class TopKDistillationLoss(nn.Module):
         student_logp = F.log_softmax(student_logits.float() / t, dim=-1)  # [B, T, V]
         student_at_k = student_logp.gather(-1, topk_ids.long())  # [B, T, k]
         kl = (teacher_logp.exp() * (teacher_logp - student_at_k)).sum(-1)  # [B, T]
+        return t * t * _masked_mean(kl, mask)
+
+
+class FullDistillationLoss(nn.Module):
+    """T^2 * KL(teacher_T || student_T) over the whole vocabulary, averaged over non-padding
+    positions: for soft targets from a teacher run online, which nothing had to store."""
+
+    def __init__(self, temperature: float = 2.0):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def forward(
+        self,
+        student_logits: torch.Tensor,  # [B, T, V]
+        teacher_logits: torch.Tensor,  # [B, T, V]
+        mask: torch.Tensor,  # [B, T] true where a target exists
+    ) -> torch.Tensor:
+        t = self.temperature
+        teacher_logp = F.log_softmax(teacher_logits.float() / t, dim=-1)  # [B, T, V]
+        student_logp = F.log_softmax(student_logits.float() / t, dim=-1)  # [B, T, V]
+        kl = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1)  # [B, T]
         return t * t * _masked_mean(kl, mask)
 
 
@@ -96,15 +121,26 @@ class HiddenStateLoss(nn.Module):
 
 
 class WhisperDistillationLoss(nn.Module):
-    """alpha * CE(pseudo-label tokens) + beta * T^2 * KL(teacher top-k soft targets)."""
+    """alpha * CE(pseudo-label tokens) + beta * T^2 * KL(teacher soft targets).
+
+    The soft targets are the stored top-k (`topk_ids`, `topk_logprobs`) or, from a teacher
+    run online, its logits over the whole vocabulary (`teacher_logits`, [B, T, V]).
+    """
 
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, temperature: float = 2.0):
         super().__init__()
         self.alpha, self.beta = alpha, beta
         self.ce = TokenCrossEntropyLoss()
-        self.kd = TopKDistillationLoss(temperature)
+        self.topk_kd = TopKDistillationLoss(temperature)
+        self.full_kd = FullDistillationLoss(temperature)
 
-    def forward(self, logits, labels, topk_ids, topk_logprobs) -> dict[str, torch.Tensor]:
+    def forward(
+        self, logits, labels, topk_ids=None, topk_logprobs=None, teacher_logits=None
+    ) -> dict[str, torch.Tensor]:
         ce = self.ce(logits, labels)
-        kd = self.kd(logits, topk_ids, topk_logprobs, labels != TokenCrossEntropyLoss.IGNORE)
+        mask = labels != TokenCrossEntropyLoss.IGNORE
+        if teacher_logits is not None:
+            kd = self.full_kd(logits, teacher_logits, mask)
+        else:
+            kd = self.topk_kd(logits, topk_ids, topk_logprobs, mask)
         return {"loss": self.alpha * ce + self.beta * kd, "ce": ce, "kd": kd}

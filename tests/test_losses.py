@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from audiodistill.losses import (
+    FullDistillationLoss,
     HiddenStateLoss,
     TokenCrossEntropyLoss,
     TopKDistillationLoss,
@@ -49,6 +50,33 @@ def test_padding_is_masked_and_all_padding_gives_zero():
     none = kd(logits, ids, logp, torch.zeros(1, 4, dtype=torch.bool))
     assert none.item() == 0.0
     none.backward()  # still differentiable
+
+
+def test_full_kl_matches_hand_computation_and_masks_padding():
+    # vocab of 2, one real position and one padded; teacher logits (0, ln 3): probs (1/4, 3/4)
+    student = torch.tensor([[[0.0, 0.0], [9.0, -9.0]]])
+    teacher = torch.tensor([[[0.0, math.log(3.0)], [-9.0, 9.0]]])
+    mask = torch.tensor([[True, False]])
+    t = 2.0
+    a, b = 1.0, 3.0 ** (1 / t)  # teacher at T: p^(1/T) renormalized
+    p = [a / (a + b), b / (a + b)]
+    expected = t * t * sum(pi * (math.log(pi) - math.log(0.5)) for pi in p)
+    kd = FullDistillationLoss(t)
+    assert kd(student, teacher, mask).item() == pytest.approx(expected, rel=1e-5)
+    assert kd(teacher, teacher, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd(student, teacher, torch.zeros(1, 2, dtype=torch.bool)).item() == 0.0
+
+
+def test_combined_loss_takes_online_teacher_logits():
+    torch.manual_seed(0)
+    logits, teacher = torch.randn(2, 3, 7), torch.randn(2, 3, 7)
+    labels = torch.tensor([[1, 2, -100], [3, -100, -100]])
+    out = WhisperDistillationLoss(alpha=0.5, beta=2.0, temperature=3.0)(
+        logits, labels, teacher_logits=teacher
+    )
+    full = FullDistillationLoss(3.0)(logits, teacher, labels != -100)
+    assert out["kd"].item() == pytest.approx(full.item())
+    assert out["loss"].item() == pytest.approx(0.5 * out["ce"].item() + 2.0 * out["kd"].item())
 
 
 def test_cross_entropy_ignores_padding():

@@ -180,6 +180,39 @@ def test_distillation_loss_trains_the_student(tiny_whisper):
     assert np.isfinite(parts["loss"]) and parts["loss"] < 0.5 * first["loss"]
 
 
+def test_online_soft_targets_are_the_teacher_decoder_on_the_same_encoder_output(
+    tiny_whisper, tmp_path
+):
+    tiny_whisper.save_pretrained(tmp_path)
+    inputs, labels, topk_ids, topk_logprobs = pad_targets(_rows(), [1, 7], 2, top_k=0)
+    batch = {
+        "features": torch.randn(2, 80, 200),
+        "decoder_input_ids": inputs,
+        "labels": labels,
+        "topk_ids": topk_ids,  # placeholders: online targets need nothing stored
+        "topk_logprobs": topk_logprobs,
+    }
+
+    def kd(keep: int) -> float:
+        options = WhisperDistilOptions(
+            teacher=str(tmp_path), decoder_layers=keep, soft_targets="online", fill_window=False
+        )
+        task = WhisperDistilTask(options)
+        assert task.top_k == 0 and task.online
+        with torch.no_grad():
+            return task.loss(task.build().eval(), batch)[1]["kd"]
+
+    assert kd(4) == pytest.approx(0.0, abs=1e-6)  # all 4 layers kept: the student is the teacher
+    assert kd(2) > 1e-3
+
+
+def test_soft_target_options_are_checked():
+    with pytest.raises(ValueError, match="soft_targets must be one of"):
+        WhisperDistilOptions(soft_targets="live")
+    with pytest.raises(ValueError, match="needs whisper_distil.freeze_encoder=true"):
+        WhisperDistilOptions(soft_targets="online", freeze_encoder=False)
+
+
 @pytest.mark.parametrize("freeze_encoder, freeze_embeddings", [(True, True), (False, False)])
 def test_build_freezes_what_the_options_say(
     tiny_whisper, tmp_path, freeze_encoder, freeze_embeddings

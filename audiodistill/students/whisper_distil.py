@@ -45,6 +45,7 @@ STUDENT_KIND = "whisper-distil"
 # extra silence encoded for the encoder cache, so a cached output also serves later batches
 # whose longest utterance is up to this much longer (buckets group similar lengths)
 CACHE_SLACK_S = 2.0
+SOFT_TARGETS = ("stored", "online")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class WhisperDistilOptions:
     temperature: float = 2.0
     # soft targets used per token (labels storing fewer are padded with zero mass)
     top_k: int = 8
+    # where the soft targets come from: "stored" (the pseudo-labels' top-k log-probs) or
+    # "online" (the teacher's decoder run on the same encoder output at every step, its whole
+    # distribution over the vocabulary; needs freeze_encoder, which keeps the encoder the
+    # teacher's own, so one encoder pass serves both)
+    soft_targets: str = "stored"
     # language token for multilingual teachers (English-only ones have none)
     language: str = "en"
     # longest transcript decoded per 30 s window
@@ -85,6 +91,19 @@ class WhisperDistilOptions:
     # batch so later epochs skip the encoder, most of a CPU step; costs about 0.5 MB per
     # utterance of 5 s per worker
     cache_encoder: bool = True
+
+    def __post_init__(self) -> None:
+        if self.soft_targets not in SOFT_TARGETS:
+            raise ValueError(
+                f"whisper_distil.soft_targets must be one of {SOFT_TARGETS}, "
+                f"got {self.soft_targets!r}"
+            )
+        if self.soft_targets == "online" and not self.freeze_encoder:
+            raise ValueError(
+                "whisper_distil.soft_targets=online needs whisper_distil.freeze_encoder=true: "
+                "the teacher's decoder reads the student's encoder output, which is the "
+                "teacher's own only while frozen"
+            )
 
 
 def kept_layer_ids(teacher_layers: int, keep: int) -> list[int]:
@@ -213,7 +232,11 @@ class WhisperDistilTask:
 
     def __init__(self, options: WhisperDistilOptions):
         self.options = options
-        self.top_k = options.top_k if options.beta_kd > 0 else 0
+        # stored soft targets read from the labels (0: none, the KL is off or online)
+        kd = options.beta_kd > 0
+        self.top_k = options.top_k if kd and options.soft_targets == "stored" else 0
+        self.online = kd and options.soft_targets == "online"
+        self._teacher: nn.Module | None = None  # the frozen teacher when `online`
         self.language = options.language
         self._teacher_dir = options.teacher
         self._processor = None
@@ -345,10 +368,26 @@ class WhisperDistilTask:
         criterion = WhisperDistillationLoss(
             self.options.alpha_ce, self.options.beta_kd, self.options.temperature
         )
-        parts = criterion(
-            logits.logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"]
-        )
+        if self.online:
+            teacher_logits = self._teacher_logits(encoded, batch["decoder_input_ids"])
+            parts = criterion(logits.logits, batch["labels"], teacher_logits=teacher_logits)
+        else:
+            parts = criterion(
+                logits.logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"]
+            )
         return parts["loss"], {k: float(v.detach()) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def _teacher_logits(self, encoded: torch.Tensor, decoder_input_ids: torch.Tensor):
+        """[B, T, V] the teacher's logits, teacher-forced on the pseudo-label tokens, from the
+        student's (frozen, hence the teacher's own) encoder output [B, positions, D]."""
+        if self._teacher is None:
+            from transformers import WhisperForConditionalGeneration
+
+            teacher = WhisperForConditionalGeneration.from_pretrained(self.teacher_dir())
+            self._teacher = teacher.eval().requires_grad_(False).to(encoded.device)
+        out = self._teacher(encoder_outputs=(encoded,), decoder_input_ids=decoder_input_ids)
+        return out.logits
 
     def transcribe(self, model: nn.Module, audios: Sequence[np.ndarray]) -> list[str]:
         module = getattr(model, "module", model)
