@@ -20,7 +20,17 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-class TopKDistillationLoss(nn.Module):
+class _TemperedLoss(nn.Module):
+    """A distillation loss at temperature T > 0."""
+
+    def __init__(self, temperature: float = 2.0):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+
+class TopKDistillationLoss(_TemperedLoss):
     """T^2 * KL(teacher_topk_T || student_T), averaged over non-padding positions.
 
     Teacher: softmax(topk_logprobs / T) over its k ids; dividing stored log-probs by T and
@@ -30,12 +40,6 @@ class TopKDistillationLoss(nn.Module):
     the minimum still puts the student's mass where the teacher's is. The T^2 factor keeps
     gradient sizes comparable across temperatures (Hinton et al., 2015).
     """
-
-    def __init__(self, temperature: float = 2.0):
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = temperature
 
     def forward(
         self,
@@ -52,15 +56,9 @@ class TopKDistillationLoss(nn.Module):
         return t * t * _masked_mean(kl, mask)
 
 
-class FullDistillationLoss(nn.Module):
+class FullDistillationLoss(_TemperedLoss):
     """T^2 * KL(teacher_T || student_T) over the whole vocabulary, averaged over non-padding
     positions: for soft targets from a teacher run online, which nothing had to store."""
-
-    def __init__(self, temperature: float = 2.0):
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = temperature
 
     def forward(
         self,
