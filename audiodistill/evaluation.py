@@ -411,7 +411,7 @@ def markdown_table(reports: Sequence[ModelReport], data_label: str) -> str:
     for r in reports:
         latency = " / ".join(_ms(s) for s in (r.latency_p50_s, r.latency_p95_s, r.latency_p99_s))
         lines.append(
-            f"| {r.name} | {r.kind} | {r.wer * 100:.1f}% | {wer_delta_text(asdict(r))} | "
+            f"| {r.name} | {r.kind} | {r.wer * 100:.1f}% | {wer_delta_text(vars(r))} | "
             f"{r.cer * 100:.1f}% | {r.rtf:.3f} | "
             f"{latency} | {r.peak_rss_mb:.0f} MiB | {r.parameters / 1e6:.1f}M | "
             f"{r.size_mb:.1f} MB |"
