@@ -270,17 +270,12 @@ def _restore(model, optimizer, scheduler) -> TrainState:
         return load_checkpoint(Path(directory), model, optimizer, scheduler)
 
 
-def checkpoint_metrics(record: dict) -> dict:
-    """What a checkpoint is reported with: its record, and a dev score even where this step
-    was not evaluated (UNSCORED: ranked worst, so num_to_keep deletes it first)."""
-    return {"dev_score": UNSCORED, **record}
-
-
 def _report(record: dict, model, optimizer, scheduler, state: TrainState, rank: int) -> None:
     """Checkpoint through ray.train.report: a barrier every worker calls; rank 0 saves."""
     import ray.train
 
-    metrics = checkpoint_metrics(record)
+    # checkpoints without a fresh dev score score worst, so num_to_keep deletes them first
+    metrics = {"dev_score": UNSCORED, **record}
     if rank != 0:
         ray.train.report(metrics)
         return
