@@ -68,6 +68,11 @@ class StudentTask(Protocol):
         """Export: safetensors weights, config.json with a "student" key, tokenizer."""
         ...
 
+    def finish_export(self, out_dir: Path, train: pd.DataFrame) -> None:
+        """Add to a saved export what comes from the training rows rather than the weights
+        (the streaming student's LM); runs once, on the driver."""
+        ...
+
 
 @dataclass(frozen=True)
 class TrainOptions:

@@ -16,7 +16,8 @@ Output directory (everything the edge runtime reads, nothing else):
   model.onnx        fp32 step graph
   model.int8.onnx   with --int8: dynamic int8 quantization, per-channel weights
   tokenizer.json    the student's character table
-  config.json       chunk size, input/output names, state shapes, feature constants
+  lm.arpa           the student's character n-gram, when it decodes with one
+  config.json       chunk size, input/output names, state shapes, feature constants, decoding
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.ctc_decoding import LM_FILE
 from audiodistill.edge.features import LOG_MEL_MEAN, LOG_MEL_STD, MEL_FLOOR, N_MELS
 from audiodistill.edge.recognizer import EXPORT_KIND
 from audiodistill.students.streaming import (
@@ -89,6 +91,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
 def export_streaming_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool) -> dict:
     """The streaming student's step graph, tokenizer and config.json in `out_dir`."""
     model = load_student(model_dir).model.eval()
+    decoding = json.loads((Path(model_dir) / CONFIG_FILE).read_text()).get("decoding")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chunk_frames = frames_per_chunk(model.config)
@@ -108,7 +111,10 @@ def export_streaming_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool
         quantize_int8(out / FP32_FILE, out / INT8_FILE)
         models["int8"] = INT8_FILE
     shutil.copyfile(Path(model_dir) / TOKENIZER_FILE, out / TOKENIZER_FILE)
-    config = export_config(model.config, chunk_frames, state, models)
+    (out / LM_FILE).unlink(missing_ok=True)  # an earlier export's LM is not this model's
+    if (Path(model_dir) / LM_FILE).exists():
+        shutil.copyfile(Path(model_dir) / LM_FILE, out / LM_FILE)
+    config = export_config(model.config, chunk_frames, state, models) | {"decoding": decoding}
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1))
     return config
 

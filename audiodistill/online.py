@@ -6,7 +6,7 @@ reports `partial` events (text of the open segment, may still change) and `final
 `Engine`:
 
 - `CtcEngine` for the streaming student: runs natively chunk by chunk, carrying the
-  encoder state; the partial text is the greedy CTC path so far.
+  encoder state; the partial text is its CTC decoder's best so far.
 - `LocalAgreementEngine` for Whisper-type models, which only transcribe whole clips: it
   re-transcribes the open segment's growing buffer every `decode_every_s` and shows the
   words that two consecutive hypotheses agree on first (the LocalAgreement-2 policy of
@@ -26,10 +26,11 @@ from typing import Protocol
 import numpy as np
 
 from audiodistill.audio import SAMPLE_RATE
+from audiodistill.ctc_decoding import CtcDecoder
 from audiodistill.vad import EnergyVad, VadOptions
 
-# features [n, n_mels] and a stream state (None: new stream) -> frame ids, new state
-StepFn = Callable[[np.ndarray, dict | None], Awaitable[tuple[list[int], dict]]]
+# features [n, n_mels] and a stream state (None: new stream) -> CTC log-probs [T, V], new state
+StepFn = Callable[[np.ndarray, dict | None], Awaitable[tuple[np.ndarray, dict]]]
 TranscribeFn = Callable[[np.ndarray], Awaitable[str]]
 # a session checks for the end of a segment every few VAD frames (3 x 30 ms), however
 # large the pieces a client sends
@@ -81,38 +82,39 @@ class Engine(Protocol):
 class CtcEngine:
     """A streaming CTC student run chunk by chunk through `step`."""
 
-    def __init__(self, step: StepFn, symbols: Sequence[str], chunk_frames: int):
+    def __init__(self, step: StepFn, decoder: CtcDecoder, chunk_frames: int):
         from audiodistill.students.features import N_MELS, FeatureStreamer
-        from audiodistill.students.tokenizer import CharTokenizer
 
         self._step = step
-        self._tokenizer = CharTokenizer(symbols)
+        self._decoder = decoder
         self._chunk_frames = chunk_frames
         self._features = FeatureStreamer()
         self._pending = np.zeros((0, N_MELS), dtype=np.float32)  # [n, n_mels] not yet run
         self._state: dict | None = None
-        self._ids: list[int] = []  # greedy frame ids of the open segment
+        self._segment = decoder.stream()  # decodes the open segment's frames
+        self._text = ""
 
     async def accept(self, pcm: np.ndarray, speech: bool) -> str:
         self._pending = np.concatenate([self._pending, self._features.accept(pcm).numpy()])
         while len(self._pending) >= self._chunk_frames:
             await self._run(self._pending[: self._chunk_frames])
             self._pending = self._pending[self._chunk_frames :]
-        return self._tokenizer.greedy(self._ids)
+        return self._text
 
     async def end_segment(self, flush: bool) -> str:
         if flush and len(self._pending):  # the stream's last, shorter chunk
             await self._run(self._pending)
             self._pending = self._pending[:0]
-        text, self._ids = self._tokenizer.greedy(self._ids), []
+        text = self._segment.finalize()
+        await self.drop_segment()
         return text
 
     async def drop_segment(self) -> None:
-        self._ids = []
+        self._segment, self._text = self._decoder.stream(), ""
 
     async def _run(self, features: np.ndarray) -> None:
-        ids, self._state = await self._step(features, self._state)
-        self._ids.extend(ids)
+        logprobs, self._state = await self._step(features, self._state)
+        self._text = self._segment.accept(logprobs)
 
 
 def agreed_prefix(a: Sequence[str], b: Sequence[str]) -> list[str]:

@@ -23,7 +23,6 @@ class ModelInfo:
     kind: str  # teacher backend or student kind
     streaming: bool  # decodes natively chunk by chunk (else LocalAgreement over a buffer)
     parameters: int
-    symbols: tuple[str, ...] = ()  # streaming: the CTC vocabulary, id -> character
     chunk_frames: int = 0  # streaming: 10 ms feature frames per chunk
     takes_prompt: bool = False  # uses HTTP `prompt` (Whisper-type); others ignore it
     language: str = "en"  # the only language the bundled models know
@@ -69,20 +68,19 @@ class ServedModel:
             self.chunk_frames = frames_per_chunk(self.student.model.config, chunk_ms)
             self._transcribe = self.student.transcribe
             parameters = sum(p.numel() for p in self.student.model.parameters())
-            kind, symbols = "streaming", tuple(self.student.tokenizer.symbols)
+            kind = "streaming"
         else:
             from audiodistill.evaluation import load_eval_model
 
             loaded = load_eval_model(spec, threads=threads)
             self.chunk_frames, self._transcribe = 0, loaded.transcribe
-            kind, parameters, symbols = loaded.kind, loaded.parameters, ()
+            kind, parameters = loaded.kind, loaded.parameters
             self.takes_prompt = loaded.takes_prompt
         self.info = ModelInfo(
             id=model_id(spec),
             kind=kind,
             streaming=self.student is not None,
             parameters=parameters,
-            symbols=symbols,
             chunk_frames=self.chunk_frames,
             takes_prompt=self.takes_prompt,
         )
@@ -112,7 +110,7 @@ class ServedModel:
 
     def step(
         self, chunks: Sequence[np.ndarray], states: Sequence[dict | None]
-    ) -> list[tuple[list[int], dict]]:
+    ) -> list[tuple[np.ndarray, dict]]:
         """One feature chunk of each of several streams (streaming students only)."""
         from audiodistill.students.streaming import step_streams
 

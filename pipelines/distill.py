@@ -79,7 +79,7 @@ def run(options: DistillOptions) -> dict[str, Any]:
     result = _fit(options, out, train_rows, dev_rows)
     best, metrics = _best_checkpoint(result, options.train.eval_every > 0)
     with best.as_directory() as directory:
-        _export(task, Path(directory), out / "model")
+        _export(task, Path(directory), out / "model", train_rows)
     summary = {
         "student": options.student,
         "steps": int(result.metrics.get("step", metrics.get("step", 0))),
@@ -189,11 +189,12 @@ def _best_checkpoint(result, by_dev_score: bool):
     return result.checkpoint, latest[0] if latest else dict(result.metrics)
 
 
-def _export(task: StudentTask, checkpoint_dir: Path, model_dir: Path) -> None:
+def _export(task: StudentTask, checkpoint_dir: Path, model_dir: Path, train_rows) -> None:
     """Replace `model_dir` with the checkpoint's export, never leaving half a directory."""
     staging = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     export_checkpoint(task, checkpoint_dir, staging)
+    task.finish_export(staging, train_rows)
     shutil.rmtree(model_dir, ignore_errors=True)
     staging.rename(model_dir)
 

@@ -441,7 +441,7 @@ class Gateway:
             async def step(features, state):
                 return await self._step_streams(info.id, features, state)
 
-            return CtcEngine(step, info.symbols, info.chunk_frames)
+            return CtcEngine(step, self.local[info.id].student.decoder, info.chunk_frames)
 
         async def transcribe(audio):
             return await handle.transcribe.remote(audio, None)

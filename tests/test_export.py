@@ -13,15 +13,16 @@ from torch import nn
 
 from audiodistill.bench import BenchOptions, bench_audio, run_bench
 from audiodistill.cli import main
+from audiodistill.ctc_decoding import LM_FILE, DecodingOptions, fit_char_lm
 from audiodistill.edge.recognizer import load_onnx_model
 from audiodistill.export import export_onnx
 from audiodistill.students.streaming import (
     StreamingConfig,
     StreamingEncoder,
-    StreamingRecognizer,
     frames_per_chunk,
     load_student,
     save_student,
+    set_decoding,
     streaming_xs,
 )
 from audiodistill.students.tokenizer import CharTokenizer
@@ -106,12 +107,27 @@ def test_onnx_step_matches_torch_with_carried_state(exported):
 
 
 def test_onnx_recognizer_gives_the_torch_transcript(exported):
-    student_dir, out = exported
+    _same_stream_text(*exported)
+
+
+def test_an_export_with_an_lm_decodes_with_it_on_the_edge(tmp_path):
+    student_dir = _save(TINY, tmp_path / "student")
+    lm = fit_char_lm(["the cat sat on the mat", "a hat", "that is a cat"], order=4)
+    set_decoding(student_dir, DecodingOptions(beam=8), lm)
+    export_onnx(student_dir, tmp_path / "onnx", int8=False)
+    assert (tmp_path / "onnx" / LM_FILE).is_file()
+    edge = load_onnx_model(tmp_path / "onnx")
+    assert edge.decoder.lm is not None and edge.decoder.options.beam == 8
+    _same_stream_text(student_dir, tmp_path / "onnx")
+
+
+def _same_stream_text(student_dir: Path, out: Path) -> None:
+    """The ONNX recognizer's partial and final texts equal the torch recognizer's."""
     student = load_student(student_dir)
     audio = bench_audio(4.3, seed=1)
     expected = student.transcribe([audio])[0]
     assert len(expected) > 20  # a long text, so a divergence would show
-    torch_stream = StreamingRecognizer(student.model, student.tokenizer)
+    torch_stream = student.recognizer()
     onnx_stream = load_onnx_model(out).recognizer()
     for start in range(0, len(audio), 2_345):  # pieces that straddle chunk boundaries
         piece = audio[start : start + 2_345]

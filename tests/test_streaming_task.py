@@ -10,6 +10,7 @@ from torch import nn
 
 import audiodistill
 from audiodistill.config import ConfigError, load_config
+from audiodistill.ctc_decoding import LM_FILE, BeamDecoder, DecodingOptions, GreedyDecoder
 from audiodistill.distill import DistillOptions, TrainOptions, make_optimizer, train_step
 from audiodistill.students.registry import build_task
 from audiodistill.students.streaming import StreamingStudent, count_parameters
@@ -81,6 +82,22 @@ def test_export_loads_through_the_registry_with_the_same_transcripts(rows, tmp_p
     assert loaded.transcribe(audios) == expected  # the export's default chunk is eval_chunk_ms
 
 
+def test_finish_export_fits_the_lm_on_the_training_text(tmp_path):
+    task = StreamingTask()
+    task.save(task.build().eval(), tmp_path / "model")
+    assert isinstance(audiodistill.load_model(tmp_path / "model").decoder, GreedyDecoder)
+    train = pd.DataFrame({"text": ["Call Ann at 5:30.", "Play some jazz", "Call Bo now"]})
+    task.finish_export(tmp_path / "model", train)
+    decoder = audiodistill.load_model(tmp_path / "model").decoder
+    assert isinstance(decoder, BeamDecoder) and decoder.lm.order == 8
+    # the LM is over the spoken form the student spells: "five thirty", no digits or capitals
+    assert decoder.lm.logp(tuple("call|ann|at|"), "f") > decoder.lm.logp(tuple("call|ann|at|"), "5")
+    greedy = StreamingTask(StreamingOptions(decoding=DecodingOptions(method="greedy")))
+    greedy.finish_export(tmp_path / "model", train)
+    assert isinstance(audiodistill.load_model(tmp_path / "model").decoder, GreedyDecoder)
+    assert not (tmp_path / "model" / LM_FILE).exists()
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_distill_config_loads(path):
     options = load_config(DistillOptions, path)
@@ -104,3 +121,7 @@ def test_bad_streaming_options_are_rejected():
     options = load_config(DistillOptions, None, ["streaming.chunk_ms=[100]"])
     with pytest.raises(ValueError, match="not a multiple of 40 ms"):
         build_task(options)
+    with pytest.raises(ConfigError, match="streaming.decoding.method"):
+        load_config(DistillOptions, None, ["streaming.decoding.method=sample"])
+    with pytest.raises(ValueError, match="lm_order must be >= 0"):
+        load_config(DistillOptions, None, ["streaming.lm_order=-1"])

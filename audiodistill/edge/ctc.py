@@ -1,27 +1,15 @@
-"""Greedy CTC decoding over a symbol table, in plain Python.
+"""The CTC symbol table of an export, read without torch or num2words.
 
-`CharTokenizer.greedy` (training, serving) and the edge recognizer both decode with
-`greedy_text`, so a model gives the same text in either runtime. The edge side reads the
-symbol table from the exported tokenizer.json and needs neither torch nor num2words.
+Training, serving and the edge recognizer all decode with `audiodistill.ctc_decoding`, so a
+model gives the same text in either runtime; the edge side reads the symbols from here.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 CHAR_TOKENIZER = "char"  # tokenizer.json "type" this decoder reads
-
-
-def greedy_text(ids_per_frame: Iterable[int], symbols: Sequence[str], blank: int = 0) -> str:
-    """CTC best path: merge repeated frame ids, drop blanks, tidy spaces."""
-    kept, previous = [], None
-    for i in ids_per_frame:
-        if i != previous and i != blank:
-            kept.append(symbols[i])
-        previous = i
-    return " ".join("".join(kept).split())
 
 
 def load_symbols(path: str | Path) -> tuple[tuple[str, ...], int]:

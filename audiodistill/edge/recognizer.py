@@ -1,4 +1,4 @@
-"""Streaming recognition with an exported student: ONNX Runtime, numpy features, greedy CTC.
+"""Streaming recognition with an exported student: ONNX Runtime, numpy features, CTC decoding.
 
 Reads a directory written by `audiodistill export` (config.json, tokenizer.json, the .onnx
 step graph) and behaves like the torch `StreamingRecognizer`: PCM pieces of any size in, the
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from audiodistill.edge.ctc import greedy_text, load_symbols
+from audiodistill.ctc_decoding import LM_FILE, CtcDecoder, load_decoder, log_softmax
+from audiodistill.edge.ctc import load_symbols
 from audiodistill.edge.features import N_MELS, FeatureStreamer
 
 EXPORT_KIND = "streaming-onnx"  # config.json "student" that `audiodistill export` writes
@@ -30,6 +31,7 @@ class OnnxStreamingModel:
     symbols: tuple[str, ...]
     blank: int
     model_path: Path
+    decoder: CtcDecoder
 
     @property
     def chunk_frames(self) -> int:
@@ -91,14 +93,15 @@ def load_onnx_model(path: str | Path, int8: bool = False, threads: int = 1) -> O
     model_path = path / config["models"][kind]
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     symbols, blank = load_symbols(path / config["tokenizer"])
-    return OnnxStreamingModel(session, config, symbols, blank, model_path)
+    decoder = load_decoder(config.get("decoding"), symbols, blank, path / LM_FILE)
+    return OnnxStreamingModel(session, config, symbols, blank, model_path, decoder)
 
 
 class OnnxStreamingRecognizer:
     """One audio stream on an exported model; same text as the torch StreamingRecognizer.
 
-    Chunks run as soon as enough audio has arrived; the text is the greedy CTC path over
-    every frame so far.
+    Chunks run as soon as enough audio has arrived; the text is the export's decoder's best
+    over every frame so far.
     """
 
     def __init__(self, model: OnnxStreamingModel):
@@ -110,7 +113,8 @@ class OnnxStreamingRecognizer:
         self._features = FeatureStreamer()
         self._pending = np.zeros((0, N_MELS), dtype=np.float32)  # frames not yet run
         self._state = self.model.init_state()
-        self._frame_ids: list[int] = []
+        self._stream = self.model.decoder.stream()
+        self._text = ""
 
     def accept(self, pcm: np.ndarray) -> str:
         """Feed 16 kHz float32 samples (any count); return the partial text so far."""
@@ -119,7 +123,7 @@ class OnnxStreamingRecognizer:
         while len(self._pending) >= chunk:
             self._run(self._pending[:chunk])
             self._pending = self._pending[chunk:]
-        return self.text()
+        return self._text
 
     def finalize(self) -> str:
         """Run the last, shorter chunk; return the final text and reset for the next stream.
@@ -130,13 +134,10 @@ class OnnxStreamingRecognizer:
         usable = len(self._pending) // self.model.subsampling * self.model.subsampling
         if usable:
             self._run(self._pending[:usable])
-        text = self.text()
+        text = self._stream.finalize()
         self.reset()
         return text
 
-    def text(self) -> str:
-        return greedy_text(self._frame_ids, self.model.symbols, self.model.blank)
-
     def _run(self, features: np.ndarray) -> None:
         logits, self._state = self.model.step(features, self._state)
-        self._frame_ids.extend(logits.argmax(-1).tolist())
+        self._text = self._stream.accept(log_softmax(logits))

@@ -268,6 +268,9 @@ class CodecTask:
         module = getattr(model, "module", model)
         save_student(module.codec, out_dir, teacher=self.teacher.name)
 
+    def finish_export(self, out_dir: Path, train) -> None:
+        """Nothing beyond the weights: the export is complete."""
+
 
 def at_codec_rate(audio: np.ndarray, rate: int, hop: int) -> np.ndarray:
     """16 kHz audio resampled to `rate` and zero-padded to whole frames, as the teacher does."""

@@ -33,6 +33,16 @@ from torch import nn
 
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.config import from_dict
+from audiodistill.ctc_decoding import (
+    GREEDY,
+    LM_FILE,
+    CtcDecoder,
+    DecodingOptions,
+    GreedyDecoder,
+    decode,
+    load_decoder,
+)
+from audiodistill.ngram import NgramLM
 from audiodistill.students.features import FRAMES_PER_SECOND, N_MELS, FeatureStreamer, log_mel
 from audiodistill.students.tokenizer import BLANK, SYMBOLS, CharTokenizer
 
@@ -457,9 +467,12 @@ def transcribe(
     audios: Sequence[np.ndarray],
     chunk_ms: int | None = None,
     batch_size: int = 16,
+    decoder: CtcDecoder | None = None,
 ) -> list[str]:
-    """Greedy CTC transcripts, batched by similar length; audio over MAX_WHOLE_SECONDS goes
-    through a StreamingRecognizer instead (same text, bounded memory)."""
+    """CTC transcripts (greedy unless `decoder` says otherwise), batched by similar length;
+    audio over MAX_WHOLE_SECONDS goes through a StreamingRecognizer instead (same text,
+    bounded memory)."""
+    decoder = decoder or GreedyDecoder(tokenizer.symbols, BLANK)
     frames = frames_per_chunk(model.config, chunk_ms)
     device = model.device
     was_training = model.training
@@ -468,7 +481,7 @@ def transcribe(
     limit = MAX_WHOLE_SECONDS * SAMPLE_RATE
     order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
     for i in [i for i in order if len(audios[i]) > limit]:
-        texts[i] = _transcribe_streaming(model, tokenizer, audios[i], chunk_ms)
+        texts[i] = _transcribe_streaming(model, tokenizer, audios[i], chunk_ms, decoder)
     order = [i for i in order if len(audios[i]) <= limit]
     for start in range(0, len(order), batch_size):
         ids = order[start : start + batch_size]
@@ -476,9 +489,9 @@ def transcribe(
         logits, out_lengths, _ = model(
             batch["features"].to(device), batch["feature_lengths"].to(device), frames
         )
-        best = logits.argmax(-1).cpu()  # [B, T]
+        logprobs = logits.log_softmax(-1).cpu().numpy()  # [B, T, V]
         for row, i in enumerate(ids):
-            texts[i] = tokenizer.greedy(best[row, : out_lengths[row]].tolist())
+            texts[i] = decode(decoder, logprobs[row, : out_lengths[row]])
     model.train(was_training)
     return texts
 
@@ -494,11 +507,11 @@ def step_streams(
     chunks: Sequence[np.ndarray],
     states: Sequence[dict[str, np.ndarray] | None],
     chunk_frames: int,
-) -> list[tuple[list[int], dict[str, np.ndarray]]]:
+) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Advance independent streams by one chunk of features each ([n, n_mels], n =
     `chunk_frames` or a stream's shorter last chunk); None starts a stream. Returns each
-    stream's greedy frame ids and new state. Chunks of one length run as one batch, so a
-    server can serve many streams with one forward pass."""
+    stream's CTC log-probabilities [n // subsampling, V] and new state. Chunks of one length
+    run as one batch, so a server can serve many streams with one forward pass."""
     results: list = [None] * len(chunks)
     by_length: dict[int, list[int]] = {}
     for i, chunk in enumerate(chunks):
@@ -511,11 +524,11 @@ def step_streams(
         )
         features = torch.from_numpy(np.stack([chunks[i] for i in ids])).float().to(device)
         logits, new = model.step(features, batch)  # logits [B, n // s, V]
-        best = logits.argmax(-1).cpu()
+        logprobs = logits.log_softmax(-1).cpu().numpy()
         for row, i in enumerate(ids):
             one = StreamingState(new.keys[:, row : row + 1], new.values[:, row : row + 1],
                                  new.conv[:, row : row + 1], new.offset[row : row + 1])
-            results[i] = (best[row].tolist(), state_arrays(one))
+            results[i] = (logprobs[row], state_arrays(one))
     return results
 
 
@@ -525,8 +538,8 @@ def _state_tensors(model: StreamingEncoder, arrays: dict | None, chunk_frames: i
     return StreamingState(**{k: torch.from_numpy(v).to(model.device) for k, v in arrays.items()})
 
 
-def _transcribe_streaming(model, tokenizer, audio: np.ndarray, chunk_ms: int | None) -> str:
-    recognizer = StreamingRecognizer(model, tokenizer, chunk_ms)
+def _transcribe_streaming(model, tokenizer, audio: np.ndarray, chunk_ms, decoder) -> str:
+    recognizer = StreamingRecognizer(model, tokenizer, chunk_ms, decoder)
     piece = STREAM_PIECE_SECONDS * SAMPLE_RATE
     for start in range(0, len(audio), piece):
         recognizer.accept(audio[start : start + piece])
@@ -537,15 +550,19 @@ class StreamingRecognizer:
     """One audio stream: PCM pieces in, partial text out after each, final text at the end.
 
     Puts `model` in eval mode. Chunks run as soon as enough audio has arrived; the text is
-    the greedy CTC path over every frame so far, so it only grows or revises its last
-    characters.
+    the decoder's best over every frame so far (greedy unless `decoder` says otherwise).
     """
 
     def __init__(
-        self, model: StreamingEncoder, tokenizer: CharTokenizer, chunk_ms: int | None = None
+        self,
+        model: StreamingEncoder,
+        tokenizer: CharTokenizer,
+        chunk_ms: int | None = None,
+        decoder: CtcDecoder | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.decoder = decoder or GreedyDecoder(tokenizer.symbols, BLANK)
         self.chunk_frames = frames_per_chunk(model.config, chunk_ms)
         self.reset()
 
@@ -554,7 +571,8 @@ class StreamingRecognizer:
         self._features = FeatureStreamer()
         self._pending = torch.zeros(0, self.model.config.n_mels)  # [n, n_mels] not yet run
         self._state = self.model.init_state(1, self.chunk_frames)
-        self._frame_ids: list[int] = []
+        self._stream = self.decoder.stream()
+        self._text = ""
 
     def accept(self, pcm: np.ndarray) -> str:
         """Feed 16 kHz float32 samples (any count); return the partial text so far."""
@@ -562,7 +580,7 @@ class StreamingRecognizer:
         while len(self._pending) >= self.chunk_frames:
             self._run(self._pending[: self.chunk_frames])
             self._pending = self._pending[self.chunk_frames :]
-        return self.tokenizer.greedy(self._frame_ids)
+        return self._text
 
     def finalize(self) -> str:
         """Run the last, shorter chunk; return the final text and reset for the next stream.
@@ -572,7 +590,7 @@ class StreamingRecognizer:
         """
         if len(self._pending):
             self._run(self._pending)
-        text = self.tokenizer.greedy(self._frame_ids)
+        text = self._stream.finalize()
         self.reset()
         return text
 
@@ -580,7 +598,7 @@ class StreamingRecognizer:
     def _run(self, features: torch.Tensor) -> None:
         device = self.model.device
         logits, self._state = self.model.step(features[None].to(device), self._state)
-        self._frame_ids.extend(logits[0].argmax(-1).tolist())
+        self._text = self._stream.accept(logits[0].log_softmax(-1).cpu().numpy())
 
 
 @dataclass
@@ -589,26 +607,42 @@ class StreamingStudent:
 
     model: StreamingEncoder
     tokenizer: CharTokenizer
+    decoder: CtcDecoder
 
     def transcribe(self, audios: Sequence[np.ndarray], chunk_ms: int | None = None) -> list[str]:
-        return transcribe(self.model, self.tokenizer, audios, chunk_ms)
+        return transcribe(self.model, self.tokenizer, audios, chunk_ms, decoder=self.decoder)
 
     def recognizer(self, chunk_ms: int | None = None) -> StreamingRecognizer:
-        return StreamingRecognizer(self.model, self.tokenizer, chunk_ms)
+        return StreamingRecognizer(self.model, self.tokenizer, chunk_ms, self.decoder)
 
 
 def save_student(model: StreamingEncoder, tokenizer: CharTokenizer, out_dir: str | Path) -> None:
-    """model.safetensors + config.json ({"student": "streaming", "config": {...}}) +
-    tokenizer.json."""
+    """model.safetensors + config.json ({"student": "streaming", "config": {...},
+    "decoding": {...}}) + tokenizer.json; it decodes greedily until `set_decoding`."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(weights, str(out / WEIGHTS_FILE))
-    config = {"student": STUDENT_KIND, "config": dataclasses.asdict(model.config)}
+    config = {
+        "student": STUDENT_KIND,
+        "config": dataclasses.asdict(model.config),
+    }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1))
     tokenizer.save(out / TOKENIZER_FILE)
+    set_decoding(out, GREEDY)
+
+
+def set_decoding(out_dir: str | Path, decoding: DecodingOptions, lm: NgramLM | None = None):
+    """Make an export decode with `decoding` (and `lm`, written as lm.arpa; None: no LM)."""
+    out = Path(out_dir)
+    config = json.loads((out / CONFIG_FILE).read_text())
+    config["decoding"] = dataclasses.asdict(decoding)
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+    (out / LM_FILE).unlink(missing_ok=True)  # a file left from another model
+    if lm is not None:
+        lm.save_arpa(out / LM_FILE)
 
 
 def load_student(path: str | Path, device: str | torch.device = "cpu") -> StreamingStudent:
@@ -622,4 +656,5 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Stream
     model = StreamingEncoder(from_dict(StreamingConfig, raw["config"]))
     model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
     tokenizer = CharTokenizer.load(path / TOKENIZER_FILE)
-    return StreamingStudent(model.to(device).eval(), tokenizer)
+    decoder = load_decoder(raw.get("decoding"), tokenizer.symbols, BLANK, path / LM_FILE)
+    return StreamingStudent(model.to(device).eval(), tokenizer, decoder)

@@ -6,7 +6,9 @@ the identical vocabulary without anything being passed around. `check` runs on t
 before any worker starts and rejects labels whose letters that set cannot spell.
 
 Only CTC on the pseudo-label text is trained: the pseudo-label shards hold no teacher encoder
-states, so streaming.feature_matching_loss has nothing to match here.
+states, so streaming.feature_matching_loss has nothing to match here. The teacher's text
+also reaches the export a second way: a character n-gram fitted on it (ctc_decoding.py)
+scores the export's beam search.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
+from audiodistill.ctc_decoding import DecodingOptions, fit_char_lm
 from audiodistill.students.streaming import (
     STUDENT_KIND,
     StreamingConfig,
@@ -32,6 +36,7 @@ from audiodistill.students.streaming import (
     collate,
     sample_chunk_frames,
     save_student,
+    set_decoding,
     streaming_s,
     streaming_xs,
     transcribe,
@@ -55,6 +60,15 @@ class StreamingOptions:
     eval_chunk_ms: int = 320
     # dropout in feed-forward, attention and convolution modules
     dropout: float = 0.1
+    # how the export decodes: prefix beam search scored by a character n-gram fitted on the
+    # training text ("greedy": the best path, no LM; dev WER during training is always greedy)
+    decoding: DecodingOptions = DecodingOptions()
+    # order of that character n-gram (8: about a word and a half of context); 0: no LM
+    lm_order: int = 8
+
+    def __post_init__(self) -> None:
+        if self.lm_order < 0:
+            raise ValueError(f"lm_order must be >= 0, not {self.lm_order}")
 
 
 def model_config(options: StreamingOptions, vocab_size: int) -> StreamingConfig:
@@ -132,3 +146,12 @@ class StreamingTask:
 
     def save(self, model: nn.Module, out_dir: Path) -> None:
         save_student(getattr(model, "module", model), self.tokenizer, out_dir)
+
+    def finish_export(self, out_dir: Path, train: pd.DataFrame) -> None:
+        """Fit the character LM on the training rows' text; the export decodes with it."""
+        decoding = self.options.decoding
+        lm = None
+        if decoding.method == "beam" and self.options.lm_order > 0:
+            texts = (self.tokenizer.decode(self.tokenizer.encode(t)) for t in train["text"])
+            lm = fit_char_lm(texts, self.options.lm_order)
+        set_decoding(out_dir, decoding, lm)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from num2words import num2words
 
-from audiodistill.edge.ctc import greedy_text
+from audiodistill.ctc_decoding import greedy_text
 from audiodistill.spoken import spoken_clock
 
 BLANK = 0  # CTC blank id

@@ -406,6 +406,9 @@ class WhisperDistilTask:
         module.save_pretrained(out_dir)
         self.processor.save_pretrained(out_dir)
 
+    def finish_export(self, out_dir: Path, train) -> None:
+        """Nothing beyond the weights: the export is complete."""
+
 
 def windows(audio: np.ndarray) -> list[np.ndarray]:
     """Consecutive 30 s windows: long-form audio is decoded window by window."""

@@ -194,6 +194,9 @@ class FakeStudentTask:
         vocab = {"blank": BLANK, "words": list(DIGIT_WORDS)}
         (out_dir / "tokenizer.json").write_text(json.dumps(vocab, indent=2))
 
+    def finish_export(self, out_dir: Path, train) -> None:
+        """Nothing beyond the weights: the export is complete."""
+
 
 def load_fake_student(path: str | Path) -> FakeStudent:
     """An exported FakeStudent, in eval mode."""
