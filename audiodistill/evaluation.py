@@ -135,8 +135,10 @@ class EvalOptions:
     workers: int = 1
 
 
-def directory_size(path: str | Path, suffixes=(".bin", ".safetensors", ".onnx")) -> int:
-    """Bytes of weight files under a model directory."""
+def directory_size(
+    path: str | Path, suffixes=(".bin", ".safetensors", ".onnx", ".arpa")
+) -> int:
+    """Bytes of weight files under a model directory, and of the LM a decoder reads."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.suffix in suffixes)
 
 

@@ -24,6 +24,8 @@ BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 DISCOUNT = 0.75
 LOG10 = math.log(10.0)
 ARPA_NO_PROB = -99.0  # ARPA's log10 probability of <s>, which is never predicted
+# lookups remembered before the memo starts over (~50 MB): a server decodes for days
+CACHE_ENTRIES = 200_000
 
 
 class NgramLM:
@@ -48,6 +50,8 @@ class NgramLM:
         key = (*history[len(history) - self.order + 1 :], token) if self.order > 1 else (token,)
         value = self._cache.get(key)
         if value is None:
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache.clear()
             value = self._cache[key] = self._lookup(key)
         return value
 

@@ -91,6 +91,7 @@ def test_streaming_student_runs_through_the_job(labels_dir, tmp_path, ray_sessio
     assert summary["steps"] == 2 and 0.0 <= summary["best_dev_wer"]
     model = audiodistill.load_model(out / "model")
     assert model.tokenizer.vocab_size == 29 and model.model.config.chunk_ms == 320
+    assert model.decoder.lm is not None  # fitted on the training rows' text at export
     assert isinstance(model.transcribe([np.zeros(8000, np.float32)])[0], str)
 
 
