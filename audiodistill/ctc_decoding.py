@@ -188,6 +188,7 @@ class BeamStream:
 
     def _step(self, frame: np.ndarray) -> None:
         candidates = np.flatnonzero(frame > self._decoder.options.prune_logprob).tolist()
+        candidates = candidates or [int(frame.argmax())]  # a threshold above every symbol
         following: dict[str, _Hypothesis] = {}
         for prefix, hyp in self._beams.items():
             total = hyp.acoustic()

@@ -67,6 +67,12 @@ def test_chunk_by_chunk_equals_all_frames_at_once():
         assert stream.finalize() == whole and whole
 
 
+def test_a_prune_threshold_above_every_symbol_still_decodes():
+    frames = _frames({"h": 0.6}, {"": 0.6}, {"i": 0.6})
+    strict = DecodingOptions(prune_logprob=-0.1)  # no symbol has probability over 0.9
+    assert decode(BeamDecoder(SYMS, options=strict), frames) == "hi"
+
+
 def test_greedy_stream_is_the_best_path():
     rng = np.random.default_rng(1)
     frames = log_softmax(rng.normal(size=(40, len(SYMS))) * 4)
