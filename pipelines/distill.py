@@ -112,6 +112,9 @@ def with_absolute_teachers(options: DistillOptions) -> DistillOptions:
         whisper_distil=dataclasses.replace(
             options.whisper_distil, teacher=absolute(options.whisper_distil.teacher)
         ),
+        streaming=dataclasses.replace(
+            options.streaming, teacher=absolute(options.streaming.teacher)
+        ),
     )
 
 

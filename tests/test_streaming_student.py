@@ -13,7 +13,6 @@ from audiodistill.students.streaming import (
     StreamingConfig,
     StreamingEncoder,
     StreamingRecognizer,
-    batch_loss,
     collate,
     count_parameters,
     ctc_loss,
@@ -213,7 +212,9 @@ def test_ctc_training_reduces_loss_and_impossible_targets_are_zeroed():
     rng = random.Random(0)
     losses = []
     for _ in range(30):
-        loss = batch_loss(model, batch, sample_chunk_frames(TINY, rng))
+        chunk = sample_chunk_frames(TINY, rng)
+        logits, lengths, _ = model(batch["features"], batch["feature_lengths"], chunk)
+        loss = ctc_loss(logits, lengths, batch["targets"], batch["target_lengths"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -228,12 +229,16 @@ def test_ctc_training_reduces_loss_and_impossible_targets_are_zeroed():
 def test_feature_matching_loss():
     student = torch.randn(2, 5, 8)
     teacher = student.repeat_interleave(2, dim=1)  # 20 ms frames, each student frame twice
-    loss = feature_matching_loss(student, torch.tensor([5, 3]), teacher, nn.Identity())
+    loss = feature_matching_loss(student, torch.tensor([5, 3]), teacher)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
     noisy = teacher.clone()
     noisy[1, 6:] = torch.randn(4, 8)  # only frames past student length 3 of item 1
-    loss = feature_matching_loss(student, torch.tensor([5, 3]), noisy, nn.Identity())
+    loss = feature_matching_loss(student, torch.tensor([5, 3]), noisy)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    # cosine: scale does not matter, direction does (orthogonal frames cost 1 each)
+    assert feature_matching_loss(3 * student, torch.tensor([5, 3]), teacher).item() < 1e-6
+    flipped = feature_matching_loss(-student, torch.tensor([5, 3]), teacher)
+    assert flipped.item() == pytest.approx(2.0, abs=1e-5)
 
 
 def test_config_rejects_bad_chunks():

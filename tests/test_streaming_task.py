@@ -14,7 +14,7 @@ from audiodistill.ctc_decoding import LM_FILE, BeamDecoder, DecodingOptions, Gre
 from audiodistill.distill import DistillOptions, TrainOptions, make_optimizer, train_step
 from audiodistill.students.registry import build_task
 from audiodistill.students.streaming import StreamingStudent, count_parameters
-from audiodistill.students.streaming_task import StreamingOptions, StreamingTask
+from audiodistill.students.streaming_task import FeatureMatched, StreamingOptions, StreamingTask
 
 CONFIGS = Path(__file__).parent.parent / "configs" / "distill"
 
@@ -52,6 +52,30 @@ def test_train_steps_reduce_the_ctc_loss(rows):
         last = train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
     assert last["skipped"] == 0.0 and last["loss"] < 0.8 * first["loss"]
     assert set(first) >= {"loss", "ctc", "grad_norm"}
+
+
+def test_feature_matching_trains_a_projection_to_the_teachers_encoder(rows, tmp_path):
+    torch.manual_seed(0)
+    task = StreamingTask(StreamingOptions(dropout=0.0, feature_matching=1.0))
+    model = task.build()
+    assert isinstance(model, FeatureMatched) and model.proj.out_features == 384  # tiny.en
+    batch = task.collate(rows[:2])
+    # the teacher hears the same audio: its 20 ms frames are twice the student's 40 ms ones
+    teacher = task._teacher_states(batch)
+    assert abs(teacher.shape[1] - 2 * (batch["features"].shape[1] // 4)) <= 4  # edges
+    optimizer, scheduler = make_optimizer(model, TrainOptions(lr=1e-3, warmup_steps=1))
+    first = train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
+    assert model.proj.weight.grad.abs().sum() > 0
+    for _ in range(6):
+        last = train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
+    assert last["feature_matching"] < 0.9 * first["feature_matching"]
+    assert last["loss"] == pytest.approx(last["ctc"] + last["feature_matching"], rel=1e-4)
+    # the export is the encoder alone: no projection, no teacher needed to load it
+    expected = task.transcribe(model, [r["audio"] for r in rows[:2]])
+    task.save(model, tmp_path / "model")
+    loaded = audiodistill.load_model(tmp_path / "model")
+    assert isinstance(loaded, StreamingStudent)
+    assert loaded.transcribe([r["audio"] for r in rows[:2]]) == expected
 
 
 def test_check_rejects_labels_the_character_set_cannot_learn():
@@ -123,5 +147,7 @@ def test_bad_streaming_options_are_rejected():
         build_task(options)
     with pytest.raises(ConfigError, match="streaming.decoding.method"):
         load_config(DistillOptions, None, ["streaming.decoding.method=sample"])
-    with pytest.raises(ValueError, match="lm_order must be >= 0"):
+    with pytest.raises(ValueError, match="feature_matching must be >= 0"):
+        load_config(DistillOptions, None, ["streaming.feature_matching=-1"])
+    with pytest.raises(ValueError, match="lm_order and feature_matching must be >= 0"):
         load_config(DistillOptions, None, ["streaming.lm_order=-1"])

@@ -416,10 +416,9 @@ def ctc_loss(
 
 
 def feature_matching_loss(
-    student_hidden: torch.Tensor,  # [B, Ts, Ds]
+    projected: torch.Tensor,  # [B, Ts, Dt] student states projected to the teacher's width
     student_lengths: torch.Tensor,  # [B] real student frames
     teacher_hidden: torch.Tensor,  # [B, Tt, Dt] Whisper encoder states, 20 ms frames
-    proj: nn.Module,  # Ds -> Dt, trained with the student
     pool: int = 2,  # teacher frames per student frame: 40 ms / 20 ms
 ) -> torch.Tensor:
     """Mean cosine distance between projected student frames and average-pooled teacher frames.
@@ -429,9 +428,8 @@ def feature_matching_loss(
     """
     b, tt, dt = teacher_hidden.shape
     pooled = teacher_hidden[:, : tt // pool * pool].reshape(b, tt // pool, pool, dt).mean(2)
-    t = min(student_hidden.shape[1], pooled.shape[1])
-    projected = proj(student_hidden[:, :t])  # [B, t, Dt]
-    distance = 1.0 - F.cosine_similarity(projected, pooled[:, :t].float(), dim=-1)  # [B, t]
+    t = min(projected.shape[1], pooled.shape[1])
+    distance = 1.0 - F.cosine_similarity(projected[:, :t], pooled[:, :t].float(), dim=-1)  # [B, t]
     real = (torch.arange(t, device=distance.device)[None, :] < student_lengths[:, None]).float()
     return (distance * real).sum() / real.sum().clamp(min=1.0)
 
@@ -450,14 +448,6 @@ def collate(rows: Sequence[dict], tokenizer: CharTokenizer) -> dict[str, torch.T
         "targets": nn.utils.rnn.pad_sequence(targets, batch_first=True, padding_value=BLANK),
         "target_lengths": torch.tensor([len(t) for t in targets]),
     }
-
-
-def batch_loss(
-    model: nn.Module, batch: dict[str, torch.Tensor], chunk_frames: int
-) -> torch.Tensor:
-    """CTC loss of a collated batch at one chunk size; `model` may be DDP-wrapped."""
-    logits, out_lengths, _ = model(batch["features"], batch["feature_lengths"], chunk_frames)
-    return ctc_loss(logits, out_lengths, batch["targets"], batch["target_lengths"])
 
 
 @torch.inference_mode()

@@ -5,8 +5,12 @@ apostrophe), not one learned from the labels: every Ray worker, and every export
 the identical vocabulary without anything being passed around. `check` runs on the driver
 before any worker starts and rejects labels whose letters that set cannot spell.
 
-Only CTC on the pseudo-label text is trained: the pseudo-label shards hold no teacher encoder
-states, so streaming.feature_matching_loss has nothing to match here. The teacher's text
+The loss is CTC on the pseudo-label text, plus, with `feature_matching` > 0, the cosine
+distance between the student's final states (through a linear projection trained beside
+it and not exported) and the teacher's encoder states for the same audio
+(streaming.feature_matching_loss). The pseudo-label shards do not store encoder states (a
+few hundred KB per utterance), so each worker runs the teacher's Whisper encoder on the
+batch as it trains, on the audio alone rather than a padded 30 s window. The teacher's text
 also reaches the export a second way: a character n-gram fitted on it (ctc_decoding.py)
 scores the export's beam search.
 """
@@ -32,8 +36,9 @@ from audiodistill.students.streaming import (
     STUDENT_KIND,
     StreamingConfig,
     StreamingEncoder,
-    batch_loss,
     collate,
+    ctc_loss,
+    feature_matching_loss,
     sample_chunk_frames,
     save_student,
     set_decoding,
@@ -65,10 +70,16 @@ class StreamingOptions:
     decoding: DecodingOptions = DecodingOptions()
     # order of that character n-gram (8: about a word and a half of context); 0: no LM
     lm_order: int = 8
+    # weight of frame-level matching to the teacher's encoder states next to CTC (cosine
+    # distance after a trained projection); 0: CTC only, and no teacher is loaded
+    feature_matching: float = 0.0
+    # the Whisper teacher (transformers dir) whose encoder states are matched; None: the
+    # bundled tiny.en
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
-        if self.lm_order < 0:
-            raise ValueError(f"lm_order must be >= 0, not {self.lm_order}")
+        if self.lm_order < 0 or self.feature_matching < 0:
+            raise ValueError("lm_order and feature_matching must be >= 0")
 
 
 def model_config(options: StreamingOptions, vocab_size: int) -> StreamingConfig:
@@ -99,6 +110,27 @@ def uncovered_letters(texts: Iterable[str], tokenizer: CharTokenizer) -> tuple[C
     return missing, letters
 
 
+class FeatureMatched(nn.Module):
+    """The student plus the projection into the teacher's encoder space that feature
+    matching trains with it; only `encoder` is exported."""
+
+    def __init__(self, encoder: StreamingEncoder, teacher_dim: int):
+        super().__init__()
+        self.encoder = encoder
+        self.proj = nn.Linear(encoder.config.d_model, teacher_dim)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, chunk_frames: int):
+        """StreamingEncoder.forward with the states projected: [B, T, teacher_dim]."""
+        logits, out_lengths, hidden = self.encoder(features, lengths, chunk_frames)
+        return logits, out_lengths, self.proj(hidden)
+
+
+def student_encoder(model: nn.Module) -> StreamingEncoder:
+    """The exportable encoder inside a (DDP-wrapped, feature-matched) training model."""
+    module = getattr(model, "module", model)
+    return module.encoder if isinstance(module, FeatureMatched) else module
+
+
 class StreamingTask:
     """Everything the training loop needs to build, train, run and export this student."""
 
@@ -108,9 +140,23 @@ class StreamingTask:
         self.options = options
         self.tokenizer = CharTokenizer()
         self.config = model_config(options, self.tokenizer.vocab_size)  # validates the chunks
+        self._teacher: nn.Module | None = None  # loaded on first use, when matching
+        self._processor = None
 
     def build(self) -> nn.Module:
-        return StreamingEncoder(self.config)
+        encoder = StreamingEncoder(self.config)
+        if not self.options.feature_matching:
+            return encoder
+        from transformers import WhisperConfig
+
+        return FeatureMatched(encoder, WhisperConfig.from_pretrained(self.teacher_dir()).d_model)
+
+    def teacher_dir(self) -> str:
+        if self.options.teacher is not None:
+            return self.options.teacher
+        from audiodistill.teachers.convert import ensure_bundled_hf
+
+        return str(ensure_bundled_hf())
 
     def check(self, labels) -> None:
         if "text" not in labels.columns:
@@ -134,18 +180,49 @@ class StreamingTask:
         rng = random.Random(int(torch.randint(0, 2**62, ())))
         batch = collate(rows, self.tokenizer)
         batch["chunk_frames"] = torch.tensor(sample_chunk_frames(self.config, rng))
+        if self.options.feature_matching:
+            batch["teacher_features"] = self._teacher_features([r["audio"] for r in rows])
         return batch
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        ctc = batch_loss(model, batch, int(batch["chunk_frames"]))
-        return ctc, {"ctc": float(ctc.detach())}
+        chunk = int(batch["chunk_frames"])
+        logits, out_lengths, hidden = model(batch["features"], batch["feature_lengths"], chunk)
+        ctc = ctc_loss(logits, out_lengths, batch["targets"], batch["target_lengths"])
+        if not self.options.feature_matching:
+            return ctc, {"ctc": float(ctc.detach())}
+        matching = feature_matching_loss(hidden, out_lengths, self._teacher_states(batch))
+        total = ctc + self.options.feature_matching * matching
+        return total, {"ctc": float(ctc.detach()), "feature_matching": float(matching.detach())}
+
+    def _teacher_features(self, audios: Sequence[np.ndarray]) -> torch.Tensor:
+        """[B, n_mels, F] the teacher's log-mel of the batch, the longest item's length."""
+        from audiodistill.students.whisper_distil import log_mel
+
+        if self._processor is None:
+            from transformers import WhisperFeatureExtractor
+
+            self._processor = WhisperFeatureExtractor.from_pretrained(self.teacher_dir())
+        return log_mel(self._processor, audios, tail_seconds=0.0)
+
+    @torch.no_grad()
+    def _teacher_states(self, batch: dict) -> torch.Tensor:
+        """[B, F / 2, D] the teacher's encoder states (20 ms frames) for the batch."""
+        from audiodistill.students.whisper_distil import encode
+
+        features = batch["teacher_features"]
+        if self._teacher is None:
+            from transformers import WhisperForConditionalGeneration
+
+            teacher = WhisperForConditionalGeneration.from_pretrained(self.teacher_dir())
+            self._teacher = teacher.eval().requires_grad_(False).to(features.device)
+        return encode(self._teacher, features.to(self._teacher.dtype))
 
     def transcribe(self, model: nn.Module, audios: Sequence[np.ndarray]) -> list[str]:
-        module = getattr(model, "module", model)
-        return transcribe(module, self.tokenizer, audios, chunk_ms=self.options.eval_chunk_ms)
+        encoder = student_encoder(model)
+        return transcribe(encoder, self.tokenizer, audios, chunk_ms=self.options.eval_chunk_ms)
 
     def save(self, model: nn.Module, out_dir: Path) -> None:
-        save_student(getattr(model, "module", model), self.tokenizer, out_dir)
+        save_student(student_encoder(model), self.tokenizer, out_dir)
 
     def finish_export(self, out_dir: Path, train: pd.DataFrame) -> None:
         """Fit the character LM on the training rows' text; the export decodes with it."""
