@@ -141,6 +141,7 @@ class StreamingTask:
         self.tokenizer = CharTokenizer()
         self.config = model_config(options, self.tokenizer.vocab_size)  # validates the chunks
         self._teacher: nn.Module | None = None  # loaded on first use, when matching
+        self._teacher_dir = options.teacher  # None until the bundled one is first needed
         self._processor = None
 
     def build(self) -> nn.Module:
@@ -152,11 +153,11 @@ class StreamingTask:
         return FeatureMatched(encoder, WhisperConfig.from_pretrained(self.teacher_dir()).d_model)
 
     def teacher_dir(self) -> str:
-        if self.options.teacher is not None:
-            return self.options.teacher
-        from audiodistill.teachers.convert import ensure_bundled_hf
+        if self._teacher_dir is None:  # resolved once: finding the bundled one reads files
+            from audiodistill.teachers.convert import ensure_bundled_hf
 
-        return str(ensure_bundled_hf())
+            self._teacher_dir = str(ensure_bundled_hf())
+        return self._teacher_dir
 
     def check(self, labels) -> None:
         if "text" not in labels.columns:
@@ -207,14 +208,11 @@ class StreamingTask:
     @torch.no_grad()
     def _teacher_states(self, batch: dict) -> torch.Tensor:
         """[B, F / 2, D] the teacher's encoder states (20 ms frames) for the batch."""
-        from audiodistill.students.whisper_distil import encode
+        from audiodistill.students.whisper_distil import encode, frozen_teacher
 
         features = batch["teacher_features"]
         if self._teacher is None:
-            from transformers import WhisperForConditionalGeneration
-
-            teacher = WhisperForConditionalGeneration.from_pretrained(self.teacher_dir())
-            self._teacher = teacher.eval().requires_grad_(False).to(features.device)
+            self._teacher = frozen_teacher(self.teacher_dir(), features.device)
         return encode(self._teacher, features.to(self._teacher.dtype))
 
     def transcribe(self, model: nn.Module, audios: Sequence[np.ndarray]) -> list[str]:

@@ -157,6 +157,14 @@ def encode(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return encoder.layer_norm(x)
 
 
+def frozen_teacher(teacher_dir: str, device: torch.device) -> nn.Module:
+    """The teacher loaded for producing targets online: eval mode, no gradients."""
+    from transformers import WhisperForConditionalGeneration
+
+    teacher = WhisperForConditionalGeneration.from_pretrained(teacher_dir)
+    return teacher.eval().requires_grad_(False).to(device)
+
+
 def silence_states(model: nn.Module, feature_extractor) -> torch.Tensor:
     """[1, 1500, D] encoder output for a silent 30 s window, the fill of `fill`."""
     silent = log_mel(feature_extractor, [np.zeros(1, np.float32)], None)
@@ -382,10 +390,7 @@ class WhisperDistilTask:
         """[B, T, V] the teacher's logits, teacher-forced on the pseudo-label tokens, from the
         student's (frozen, hence the teacher's own) encoder output [B, positions, D]."""
         if self._teacher is None:
-            from transformers import WhisperForConditionalGeneration
-
-            teacher = WhisperForConditionalGeneration.from_pretrained(self.teacher_dir())
-            self._teacher = teacher.eval().requires_grad_(False).to(encoded.device)
+            self._teacher = frozen_teacher(self.teacher_dir(), encoded.device)
         out = self._teacher(encoder_outputs=(encoded,), decoder_input_ids=decoder_input_ids)
         return out.logits
 
