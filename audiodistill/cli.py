@@ -24,6 +24,17 @@ def _synth(options) -> None:
     print(f"wrote {len(utterances)} utterances to {options.out}/manifest.jsonl")
 
 
+def _manifest(options) -> None:
+    from audiodistill.manifest import ManifestError, split_manifest
+
+    try:
+        counts = split_manifest(options)
+    except ManifestError as err:
+        print(f"audiodistill manifest: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+    print(f"wrote {options.out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
 def _pseudo_label(options) -> None:
     from pipelines.pseudo_label import run
 
@@ -131,6 +142,10 @@ def _options_class(command: str):
         from audiodistill.synth.corpus import SynthOptions
 
         return SynthOptions
+    if command == "manifest":
+        from audiodistill.manifest import ManifestOptions
+
+        return ManifestOptions
     if command == "pseudo-label":
         from audiodistill.labelling import PseudoLabelOptions
 
@@ -178,6 +193,7 @@ def _options_class(command: str):
 
 COMMANDS = {
     "synth": (_synth, "build the embedded synthetic speech corpus"),
+    "manifest": (_manifest, "list a corpus (e.g. a folder of recordings) with held-out splits"),
     "pseudo-label": (_pseudo_label, "label a corpus with a teacher on Ray (resumable)"),
     "distill": (_distill, "distill a student from pseudo-labels on Ray Train (resumable)"),
     "eval": (_eval, "score teacher and students on one manifest: WER, CER, RTF, size"),

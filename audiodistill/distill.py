@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from audiodistill.students.whisper_distil import WhisperDistilOptions
 from audiodistill.testing.fake_student import FakeStudentOptions
 
 CHECKPOINT_FILE = "state.pt"  # one file per checkpoint: model, optimizer, schedule, progress
+HELD_OUT_SPLITS = ("dev", "test")  # splits of extra label runs never trained on
 
 
 class DataError(ValueError):
@@ -118,9 +119,13 @@ class TrainOptions:
 class DataOptions:
     # pseudo-label run directory (holds shards/)
     labels: str = "runs/pseudo_labels/tiny_en"
-    # more pseudo-label runs trained on in full, whatever their splits (e.g. unlabelled real
-    # recordings beside a synthetic corpus); the same filters apply, dev rows come from `labels`
+    # more pseudo-label runs trained on beside `labels` (e.g. recordings of your own beside a
+    # synthetic corpus): every row except those of their dev and test splits, which stay
+    # held out; the same filters apply, dev rows come from `labels`
     extra_labels: tuple[str, ...] = ()
+    # times each extra run's rows appear per epoch, in the order of extra_labels (missing: 1):
+    # weighs a small set of real recordings up beside hours of synthetic speech
+    extra_repeat: tuple[int, ...] = ()
     # corpus manifests whose dev and test sentences are never trained on: training rows whose
     # reference reads the same (normalized) are dropped, so a bigger corpus made with another
     # seed cannot leak an evaluation sentence into training
@@ -173,7 +178,7 @@ def load_training_rows(options: DataOptions) -> tuple[pd.DataFrame, pd.DataFrame
         if options.train_split is not None
         else labels["split"] != options.dev_split
     )
-    candidates = _with_extra_runs(labels[in_train], options.extra_labels)
+    candidates = _with_extra_runs(labels[in_train], options.extra_labels, options.extra_repeat)
     if candidates.empty:
         splits = sorted(labels["split"].dropna().unique())
         raise DataError(
@@ -236,19 +241,29 @@ def _filter(rows: pd.DataFrame, options: FilterOptions) -> tuple[pd.DataFrame, d
     return rows[~failed].reset_index(drop=True), {"failed": int(failed.sum())}
 
 
-def _with_extra_runs(train: pd.DataFrame, runs: Sequence[str]) -> pd.DataFrame:
-    """Training rows plus every row of the extra runs; ids must stay unique across runs."""
+def _with_extra_runs(
+    train: pd.DataFrame, runs: Sequence[str], repeat: Sequence[int] = ()
+) -> pd.DataFrame:
+    """Training rows plus the extra runs' rows outside their dev and test splits, each run's
+    repeated `repeat[i]` times; ids must be unique across runs."""
     if not runs:
         return train
-    frames = [train, *(_read_run(Path(run)) for run in runs)]
-    rows = pd.concat(frames, ignore_index=True)
+    if len(repeat) > len(runs) or any(r < 1 for r in repeat):
+        raise DataError("data.extra_repeat: one count >= 1 per extra_labels run, at most")
+    extra = [_read_run(Path(run)) for run in runs]
+    extra = [rows[~rows["split"].isin(HELD_OUT_SPLITS)] for rows in extra]
+    rows = pd.concat([train, *extra], ignore_index=True)
     duplicated = rows["id"][rows["id"].duplicated()]
     if not duplicated.empty:
         raise DataError(
             f"data.extra_labels: id {duplicated.iloc[0]!r} is in more than one pseudo-label run; "
             "ids must be unique across the runs trained on together"
         )
-    return rows
+    counts = [*repeat, *[1] * (len(runs) - len(repeat))]
+    return pd.concat(
+        [train, *(r for rows, n in zip(extra, counts, strict=True) for r in [rows] * n)],
+        ignore_index=True,
+    )
 
 
 def _dev_rows(labels: pd.DataFrame, options: DataOptions) -> pd.DataFrame:
@@ -360,10 +375,24 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, options: TrainOptions):
-    """AdamW over the trainable parameters, with the warm-up + cosine schedule."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
+def make_optimizer(
+    model: nn.Module, options: TrainOptions, lr_scale: Callable[[str], float] | None = None
+):
+    """AdamW over the trainable parameters, with the warm-up + cosine schedule.
+
+    `lr_scale(name)` (a task's, optional) gives a parameter's learning rate as a fraction of
+    options.lr: a student's weights copied from the teacher learn slower than its new head.
+    """
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            scale = 1.0 if lr_scale is None else lr_scale(name.removeprefix("module."))
+            groups.setdefault(scale, []).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": params, "lr": options.lr * scale} for scale, params in groups.items()],
+        lr=options.lr,
+        weight_decay=options.weight_decay,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, options.warmup_steps, options.max_steps)
     )
@@ -396,7 +425,7 @@ def train_step(
         "loss": float(loss.detach()),
         **parts,
         "grad_norm": float(norm),
-        "lr": float(scheduler.get_last_lr()[0]),
+        "lr": float(max(scheduler.get_last_lr())),  # the full rate; some groups run scaled
         "skipped": float(not finite),
     }
 

@@ -18,9 +18,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -28,6 +28,8 @@ import yaml
 from audiodistill.audio import SAMPLE_RATE, load_audio
 from audiodistill.manifest import Utterance, read_manifest
 from audiodistill.metrics import cer, corpus_wer, paired_wer_difference
+
+AGREEMENT = "agreement_wer"  # ModelReport.metric of scores against the first model
 
 
 @dataclass
@@ -108,6 +110,10 @@ class ModelReport:
     wer_delta: float | None = None
     wer_delta_low: float | None = None
     wer_delta_high: float | None = None
+    # what `wer` and `cer` measure: "wer" against the manifest's transcripts, or
+    # "agreement_wer" against `reference_model`'s transcripts (recordings without any)
+    metric: str = "wer"
+    reference_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,12 @@ class EvalOptions:
     # "teacher:ct2" / "teacher:hf" for the bundled tiny.en in either backend; or codec
     # directories (all of them then; the first is the reference, see codec_evaluation.py)
     models: tuple[str, ...] = ("teacher:ct2",)
-    # manifest (any format read_manifest accepts) with reference texts
+    # manifest (any format read_manifest accepts), with or without reference texts
     data: str = "data/synth/manifest.jsonl"
+    # what hypotheses are scored against: "text" (the manifest's transcripts, on every row),
+    # "first_model" (the first model's transcripts: agreement WER, for recordings nobody
+    # transcribed; list the teacher first), or "auto" (text when every row has one)
+    reference: Literal["auto", "text", "first_model"] = "auto"
     # split to score (None: every utterance)
     split: str | None = "test"
     # score only the first N utterances (None: all)
@@ -402,19 +412,26 @@ def wer_delta_text(report: dict) -> str:
 
 
 def markdown_table(reports: Sequence[ModelReport], data_label: str) -> str:
-    """Teacher and students side by side, labelled with the data they were measured on."""
+    """Teacher and students side by side, labelled with the data they were measured on.
+
+    Agreement figures (no transcripts: scored against the first model) get their own header
+    and the reference model's row says so instead of a 0% WER."""
+    agreement = bool(reports) and reports[0].metric == AGREEMENT
+    wer = f"agreement WER vs {reports[0].name}" if agreement else "WER"
     lines = [
         f"Measured on: {data_label}",
         "",
-        "| model | kind | WER | WER vs first model (95% CI) | CER | RTF (1 thread) "
+        f"| model | kind | {wer} | WER vs first model (95% CI) | CER | RTF (1 thread) "
         "| latency p50 / p95 / p99 | peak RSS | parameters | size |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in reports:
+    for i, r in enumerate(reports):
         latency = " / ".join(_ms(s) for s in (r.latency_p50_s, r.latency_p95_s, r.latency_p99_s))
+        scores = f"{r.wer * 100:.1f}% | {wer_delta_text(vars(r))} | {r.cer * 100:.1f}%"
+        if agreement and i == 0:
+            scores = "reference | n/a | reference"
         lines.append(
-            f"| {r.name} | {r.kind} | {r.wer * 100:.1f}% | {wer_delta_text(vars(r))} | "
-            f"{r.cer * 100:.1f}% | {r.rtf:.3f} | "
+            f"| {r.name} | {r.kind} | {scores} | {r.rtf:.3f} | "
             f"{latency} | {r.peak_rss_mb:.0f} MiB | {r.parameters / 1e6:.1f}M | "
             f"{r.size_mb:.1f} MB |"
         )
@@ -462,13 +479,24 @@ def write_reports(
 
 
 def load_utterances(options: EvalOptions) -> list[Utterance]:
-    """The utterances to score, each with a reference text."""
+    """The utterances to score (with a reference text on every row unless the reference is
+    the first model)."""
     utterances = read_manifest(options.data, options.split)[: options.limit]
     if not utterances:
         raise ValueError(f"{options.data}: no utterances in split {options.split!r}")
-    if any(u.text is None for u in utterances):
-        raise ValueError(f"{options.data}: evaluation needs a reference text on every row")
+    if options.reference == "text" and any(u.text is None for u in utterances):
+        raise ValueError(
+            f"{options.data}: reference=text needs a transcript on every row; "
+            "reference=first_model scores agreement with the first model instead"
+        )
     return utterances
+
+
+def scores_agreement(options: EvalOptions, utterances: Sequence[Utterance]) -> bool:
+    """Whether hypotheses are scored against the first model's (agreement WER)."""
+    if options.reference == "auto":
+        return any(u.text is None for u in utterances)
+    return options.reference == "first_model"
 
 
 def write_results(
@@ -482,12 +510,19 @@ def write_results(
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(options, out / "config.yaml")
+    agreement = scores_agreement(options, utterances)
+    if agreement:  # the first model's transcripts are the references
+        first = measured[0][1].hypotheses
+        utterances = [replace(u, text=h) for u, h in zip(utterances, first, strict=True)]
     reports = []
     with open(out / "hypotheses.jsonl", "w") as f:
         first = measured[0][1].hypotheses  # every other model is compared with this one
         for index, (spec, (info, m)) in enumerate(zip(options.models, measured, strict=True)):
-            baseline = first if index else None
-            reports.append(summarize(info, utterances, m, eval_command(options, spec), baseline))
+            baseline = first if index and not agreement else None
+            report = summarize(info, utterances, m, eval_command(options, spec), baseline)
+            if agreement:
+                report = replace(report, metric=AGREEMENT, reference_model=measured[0][0].name)
+            reports.append(report)
             for u, hypothesis in zip(utterances, m.hypotheses, strict=True):
                 row = {
                     "model": info.name,
@@ -497,6 +532,8 @@ def write_results(
                 }
                 f.write(json.dumps(row) + "\n")
     label = data_label(utterances, options.data_label)
+    if agreement:
+        label += f"; no transcripts: scored against {measured[0][0].name} (agreement)"
     about = {"manifest": options.data, "split": options.split, "utterances": len(utterances)}
     write_reports(reports, out, label, **about)
     return reports

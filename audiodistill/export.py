@@ -2,7 +2,8 @@
 
 This module exports streaming students; whisper-distil students go to
 audiodistill/export_whisper.py (an encoder and a decoder graph). For a streaming student the
-graph is one chunk step of `StreamingEncoder.step`: features of one chunk and the
+graph is one chunk step of the encoder's `step` (either architecture, streaming.py or
+causal_whisper.py): features of one chunk (plus the lookahead frames it reads) and the
 streaming state in, CTC logits and the next state out. The state tensors are explicit inputs
 and outputs (names and shapes in the directory's config.json), so the runtime carries them
 between calls and the graph itself is stateless.
@@ -39,8 +40,6 @@ from audiodistill.edge.features import LOG_MEL_MEAN, LOG_MEL_STD, MEL_FLOOR, N_M
 from audiodistill.edge.recognizer import EXPORT_KIND
 from audiodistill.students.streaming import (
     STUDENT_KIND,
-    StreamingConfig,
-    StreamingEncoder,
     StreamingState,
     frames_per_chunk,
     load_student,
@@ -96,7 +95,8 @@ def export_streaming_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool
     out.mkdir(parents=True, exist_ok=True)
     chunk_frames = frames_per_chunk(model.config)
     state = model.init_state(1, chunk_frames)
-    example = (torch.zeros(1, chunk_frames, model.config.n_mels), *state)
+    step_frames = chunk_frames + model.config.lookahead_frames
+    example = (torch.zeros(1, step_frames, model.config.n_mels), *state)
     # a new Module is in training mode, which export restores on the student afterwards
     trace_to_onnx(
         StepGraph(model).eval(),
@@ -122,7 +122,7 @@ def export_streaming_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool
 class StepGraph(nn.Module):
     """`model.step` with the state as separate tensors, the form an ONNX graph takes."""
 
-    def __init__(self, model: StreamingEncoder):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
@@ -175,7 +175,7 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 
 def export_config(
-    model_config: StreamingConfig, chunk_frames: int, state: StreamingState, models: dict
+    model_config, chunk_frames: int, state: StreamingState, models: dict
 ) -> dict:
     """config.json of an export: all the edge runtime needs besides the model and tokenizer."""
     return {
@@ -186,7 +186,15 @@ def export_config(
         "chunk_ms": model_config.chunk_ms,
         "chunk_frames": chunk_frames,  # feature frames per step (the last may be shorter)
         "subsampling": model_config.subsampling,  # feature frames per output frame
-        "features_input": FEATURES_INPUT,  # [1, frames, n_mels] float32
+        # feature frames a step reads past its chunk (it gets chunk + lookahead frames)
+        "lookahead_frames": model_config.lookahead_frames,
+        # zero samples before a stream's audio, ahead of the features
+        "feature_pad_samples": model_config.feature_pad_samples,
+        # encoder positions a stream may use before it restarts, primed with its last
+        # context_frames feature frames (0: no limit); see edge.features.ChunkQueue
+        "max_positions": model_config.max_positions,
+        "context_frames": model_config.left_chunks * chunk_frames,
+        "features_input": FEATURES_INPUT,  # [1, frames + lookahead, n_mels] float32
         "logits_output": LOGITS_OUTPUT,  # [1, frames // subsampling, vocab] float32
         "state": [
             {
@@ -207,6 +215,7 @@ def export_config(
             "log_mel_mean": LOG_MEL_MEAN,
             "log_mel_std": LOG_MEL_STD,
         },
+        "architecture": model_config.architecture,
         "model_config": dataclasses.asdict(model_config),
         "opset": OPSET,
     }

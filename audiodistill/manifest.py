@@ -7,9 +7,12 @@ against the manifest's folder. Validation errors name the row and the field.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +84,62 @@ def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> None:
             if audio.is_absolute() and audio.is_relative_to(path.parent.resolve()):
                 row["audio"] = str(audio.relative_to(path.parent.resolve()))
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@dataclass(frozen=True)
+class ManifestOptions:
+    # a corpus in any form read_manifest takes (a directory of recordings, JSONL, CSV, ...)
+    source: str
+    # the JSONL manifest to write, audio paths relative to it
+    out: str
+    # share of utterances without a split that become "dev" (model choice while training)
+    dev_fraction: float = 0.0
+    # share that become "test": held out, never trained on, scored at the end
+    test_fraction: float = 0.0
+    # changes which utterances land in each split
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.dev_fraction, self.test_fraction) < 0 or (
+            self.dev_fraction + self.test_fraction > 1
+        ):
+            raise ValueError("dev_fraction and test_fraction must be >= 0 and sum to <= 1")
+
+
+def assign_splits(
+    utterances: Sequence[Utterance], dev_fraction: float, test_fraction: float, seed: int = 0
+) -> list[Utterance]:
+    """Utterances without a split get one, drawn from a hash of (seed, id): the same id
+    always lands in the same split, whatever else the corpus holds, so a grown corpus keeps
+    its held-out recordings held out. Utterances that have a split keep it."""
+
+    def draw(uid: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{uid}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    out = []
+    for u in utterances:
+        if u.split is None:
+            x = draw(u.id)
+            split = (
+                "test"
+                if x < test_fraction
+                else "dev"
+                if x < test_fraction + dev_fraction
+                else "train"
+            )
+            u = dataclasses.replace(u, split=split)
+        out.append(u)
+    return out
+
+
+def split_manifest(options: ManifestOptions) -> dict[str, int]:
+    """The `manifest` command: read a corpus, assign splits, write JSONL; counts per split."""
+    utterances = assign_splits(
+        read_manifest(options.source), options.dev_fraction, options.test_fraction, options.seed
+    )
+    write_manifest(utterances, options.out)
+    return dict(Counter(u.split or "none" for u in utterances))
 
 
 def _validate(row: dict[str, Any], index: int, source: Path, base: Path) -> Utterance:

@@ -27,6 +27,7 @@ import numpy as np
 
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.ctc_decoding import CtcDecoder
+from audiodistill.edge.features import ChunkQueue, Step
 from audiodistill.vad import EnergyVad, VadOptions
 
 # features [n, n_mels] and a stream state (None: new stream) -> CTC log-probs [T, V], new state
@@ -80,31 +81,31 @@ class Engine(Protocol):
 
 
 class CtcEngine:
-    """A streaming CTC student run chunk by chunk through `step`."""
+    """A streaming CTC student run chunk by chunk through `step`, as `queue` plans the steps
+    (streaming.chunk_queue); `pad_samples` zeros go before the stream's audio (the encoder's
+    `feature_pad_samples`)."""
 
-    def __init__(self, step: StepFn, decoder: CtcDecoder, chunk_frames: int):
-        from audiodistill.students.features import N_MELS, FeatureStreamer
+    def __init__(self, step: StepFn, decoder: CtcDecoder, queue: ChunkQueue, pad_samples: int = 0):
+        from audiodistill.students.features import FeatureStreamer
 
         self._step = step
         self._decoder = decoder
-        self._chunk_frames = chunk_frames
-        self._features = FeatureStreamer()
-        self._pending = np.zeros((0, N_MELS), dtype=np.float32)  # [n, n_mels] not yet run
+        self._chunks = queue
+        self._features = FeatureStreamer(pad_samples)
         self._state: dict | None = None
         self._segment = decoder.stream()  # decodes the open segment's frames
         self._text = ""
 
     async def accept(self, pcm: np.ndarray, speech: bool) -> str:
-        self._pending = np.concatenate([self._pending, self._features.accept(pcm).numpy()])
-        while len(self._pending) >= self._chunk_frames:
-            await self._run(self._pending[: self._chunk_frames])
-            self._pending = self._pending[self._chunk_frames :]
+        for step in self._chunks.push(self._features.accept(pcm).numpy()):
+            await self._run(step)
         return self._text
 
     async def end_segment(self, flush: bool) -> str:
-        if flush and len(self._pending):  # the stream's last, shorter chunk
-            await self._run(self._pending)
-            self._pending = self._pending[:0]
+        if flush:  # the stream's last, shorter chunk
+            last = self._chunks.flush()
+            if last is not None:
+                await self._run(last)
         text = self._segment.finalize()
         await self.drop_segment()
         return text
@@ -112,8 +113,12 @@ class CtcEngine:
     async def drop_segment(self) -> None:
         self._segment, self._text = self._decoder.stream(), ""
 
-    async def _run(self, features: np.ndarray) -> None:
-        logprobs, self._state = await self._step(features, self._state)
+    async def _run(self, step: Step) -> None:
+        if step.restart is not None:  # a fresh state (None) primed with the left context
+            self._state = None
+            for features in step.restart:
+                _, self._state = await self._step(features, self._state)
+        logprobs, self._state = await self._step(step.features, self._state)
         self._text = self._segment.accept(logprobs)
 
 

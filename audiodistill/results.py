@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiodistill.evaluation import wer_delta_text
+from audiodistill.evaluation import AGREEMENT, wer_delta_text
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def _ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1000:.0f}"
 
 
-def _row(m: dict) -> str:
+def _row(m: dict, reference: bool) -> str:
     latency = " / ".join(_ms(m.get(f"latency_p{q}_s")) for q in (50, 95, 99))
     streaming = (
         f"{_ms(m.get('chunk_latency_p95_s'))} / {_ms(m.get('final_latency_p95_s'))}"
@@ -44,12 +44,11 @@ def _row(m: dict) -> str:
     )
     peak = m.get("peak_rss_mb")
     command = m.get("command") or "not recorded"
+    scores = [f"{m['wer'] * 100:.1f}%", wer_delta_text(m), f"{m['cer'] * 100:.1f}%"]
     cells = [
         m["name"],
         m["kind"],
-        f"{m['wer'] * 100:.1f}%",
-        wer_delta_text(m),
-        f"{m['cer'] * 100:.1f}%",
+        *(["reference", "n/a", "reference"] if reference else scores),
         f"{m['rtf']:.3f}",
         latency,
         streaming,
@@ -64,9 +63,14 @@ def _row(m: dict) -> str:
 def _section(path: str) -> list[str]:
     """One report: what data, then teacher rows before student rows."""
     report = json.loads(Path(path).read_text())
-    models = sorted(report["models"], key=lambda m: m["kind"] != "teacher")
+    first = report["models"][0]  # eval writes a report only after scoring every model
+    agreement = first.get("metric") == AGREEMENT
+    # teachers first, unless the first model's transcripts are what the others are scored on
+    models = report["models"] if agreement else sorted(
+        report["models"], key=lambda m: m["kind"] != "teacher"
+    )
     split = report.get("split")
-    first = models[0]  # eval writes a report only after scoring every model
+    wer = f"agreement WER vs {first['name']}" if agreement else "WER"
     lines = [
         f"## {report.get('manifest', path)}" + (f", split `{split}`" if split else ""),
         "",
@@ -74,12 +78,12 @@ def _section(path: str) -> list[str]:
         f"- {first['utterances']} utterances, {first['audio_seconds'] / 60:.1f} min of "
         f"audio; source report: `{path}` (plots beside it in `plots/`)",
         "",
-        "| model | kind | WER | WER vs first model (95% CI) | CER | RTF (1 thread) "
+        f"| model | kind | {wer} | WER vs first model (95% CI) | CER | RTF (1 thread) "
         "| latency p50 / p95 / p99 (ms) | streaming chunk / final p95 (ms) | peak RSS (MiB) "
         "| parameters | size (MB) | command |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    return lines + [_row(m) for m in models] + [""]
+    return lines + [_row(m, agreement and i == 0) for i, m in enumerate(models)] + [""]
 
 
 def render(options: ResultsOptions) -> str:

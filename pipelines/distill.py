@@ -218,7 +218,7 @@ def train_worker(config: dict[str, Any]) -> None:
     task = build_task(options)
     torch.manual_seed(train.seed)
     model = ray.train.torch.prepare_model(task.build())
-    optimizer, scheduler = make_optimizer(model, train)
+    optimizer, scheduler = make_optimizer(model, train, getattr(task, "lr_scale", None))
     state = _restore(model, optimizer, scheduler)
     rng = seed_everything(train.seed, rank, state.step)
     rows = [training_row(r) for r in ray.train.get_dataset_shard("train").iter_rows()]

@@ -35,8 +35,15 @@ class QuickstartOptions:
     streaming: DistillOptions | None = None
     # teacher and students scored on the held-out split (models and data are filled in)
     eval: EvalOptions = field(default_factory=EvalOptions)
-    # teachers scored beside the students ("teacher:ct2", "teacher:hf")
-    teachers: tuple[str, ...] = ("teacher:ct2", "teacher:hf")
+    # teachers scored beside the students ("teacher:ct2", "teacher:hf"); the first is the
+    # reference the students' agreement on `real` recordings is scored against
+    teachers: tuple[str, ...] = ("teacher:hf", "teacher:ct2")
+    # recordings of your own, without transcripts (a directory of audio files or a manifest):
+    # labelled by the same teacher, their train split trained on beside the synthetic corpus,
+    # their test split (held out, never trained on) scored as agreement with the teacher
+    real: str | None = None
+    # share of `real` held out for that score (utterances that come with a split keep it)
+    real_test_fraction: float = 0.2
     # where report.md, report.json and config.yaml go
     out: str = "runs/quickstart"
 
@@ -54,6 +61,9 @@ def run(options: QuickstartOptions) -> dict[str, Any]:
     timings["synth"] = _lap(start)
     labels = pseudo_label(options.pseudo_label)
     timings["pseudo_label"] = _lap(start) - sum(timings.values())
+    real = _real_labels(options, pseudo_label) if options.real else None
+    if real is not None:
+        timings["pseudo_label real"] = _lap(start) - sum(timings.values())
     trained = []
     for kind, student in (
         ("whisper-distil", options.whisper_distil),
@@ -61,17 +71,40 @@ def run(options: QuickstartOptions) -> dict[str, Any]:
     ):
         if student is None:
             continue
-        data = replace(student.data, labels=options.pseudo_label.out)
+        extra = (*student.data.extra_labels, *([real["output"]] if real else []))
+        data = replace(student.data, labels=options.pseudo_label.out, extra_labels=extra)
         trained.append(_distill_once(distill, replace(student, student=kind, data=data)))
         timings[f"distill {kind}"] = _lap(start) - sum(timings.values())
-    reports = _evaluate(options, [t["model"] for t in trained])
+    models = [*options.teachers, *(t["model"] for t in trained)]
+    reports = _evaluate(options, models, str(Path(options.synth.out) / "manifest.jsonl"), "eval")
+    real_reports = _evaluate(options, models, _real_manifest(options), "eval_real") if real else []
     timings["eval"] = _lap(start) - sum(timings.values())
-    report = format_report(labels, trained, reports, timings)
+    report = format_report(labels, trained, reports, timings, real, real_reports)
     (out / "report.md").write_text(report)
     summary = {"pseudo_label": labels, "students": trained, "timings_s": timings}
+    if real:
+        summary["pseudo_label_real"] = real
     (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
     print(report)
     return summary
+
+
+def _real_manifest(options: QuickstartOptions) -> str:
+    return str(Path(options.out) / "real" / "manifest.jsonl")
+
+
+def _real_labels(options: QuickstartOptions, pseudo_label) -> dict[str, Any]:
+    """List `real` with a held-out test split, then pseudo-label all of it (the test split
+    too: its labels are the reference agreement is scored against, and extra label runs'
+    test rows are never trained on)."""
+    from audiodistill.manifest import ManifestOptions, split_manifest
+
+    counts = split_manifest(
+        ManifestOptions(options.real, _real_manifest(options), 0.0, options.real_test_fraction)
+    )
+    print(f"real recordings: {counts}")
+    out = str(Path(options.out) / "pseudo_labels_real")
+    return pseudo_label(replace(options.pseudo_label, manifest=_real_manifest(options), out=out))
 
 
 def _lap(start: float) -> float:
@@ -104,52 +137,84 @@ def _distill_once(distill, options: DistillOptions) -> dict[str, Any]:
     return distill(options)
 
 
-def _evaluate(options: QuickstartOptions, students: list[str]):
+def _evaluate(options: QuickstartOptions, models: list[str], manifest: str, name: str):
     from audiodistill.evaluation import run as evaluate
 
-    manifest = str(Path(options.synth.out) / "manifest.jsonl")
     eval_options = replace(
-        options.eval,
-        models=(*options.teachers, *students),
-        data=manifest,
-        out=str(Path(options.out) / "eval"),
+        options.eval, models=tuple(models), data=manifest, out=str(Path(options.out) / name)
     )
     return evaluate(eval_options)
 
 
-def format_report(labels: dict, students: list[dict], reports, timings: dict) -> str:
+def format_report(
+    labels: dict,
+    students: list[dict],
+    reports,
+    timings: dict,
+    real: dict | None = None,
+    real_reports=(),
+) -> str:
     """Markdown: pseudo-labelling, each student's training, then teacher vs students."""
     from audiodistill.evaluation import markdown_table
 
     lines = [
-        "# audiodistill quickstart (synthetic corpus: TTS speech, not real recordings)",
+        "# audiodistill quickstart (synthetic corpus: TTS speech"
+        + (", and recordings of your own)" if real else ", not real recordings)"),
         "",
         "## Pseudo-labels",
         "",
-        f"- teacher: {', '.join(labels['teacher'])}",
-        f"- items: {labels['items']} ({labels['audio_hours'] * 60:.1f} min of audio), "
-        f"labelled this run: {labels['labelled_this_run']}, failed: {labels['failed']}",
-        f"- throughput: {labels['audio_seconds_per_second']:.1f} audio s per wall s",
-        f"- kept by the pseudo-label filters: {labels['kept']}; dropped: "
-        + ", ".join(f"{k} {v}" for k, v in labels["dropped"].items()),
-        "- teacher WER by split: "
-        + ", ".join(
-            f"{split} {row['wer'] * 100:.1f}% ({row['utterances']} utt)"
-            for split, row in sorted(labels["wer_by_split"].items())
-        ),
-        "",
-        "## Students",
-        "",
+        *_label_lines(labels),
     ]
+    if real:
+        lines += ["", "Recordings (`real`):", "", *_label_lines(real)]
+    lines += ["", "## Students", ""]
     for s in students:
         dev = "n/a" if s.get("best_dev_wer") is None else f"{s['best_dev_wer'] * 100:.1f}%"
         lines.append(
             f"- {s['student']}: {s['steps']} steps on {s['train_utterances']} utterances, "
             f"best dev WER {dev} at step {s['best_step']}, exported to {s['model']}"
         )
+    if real_reports:
+        lines += ["", "## Teacher vs students", "", summary_table(reports, real_reports)]
     label = "the synthetic corpus's test split (TTS speech; no test sentence is in training)"
     lines += ["", "## Held-out test split", "", markdown_table(reports, label)]
+    if real_reports:
+        label = "the held-out test split of your recordings (never trained on)"
+        lines += ["## Held-out recordings", "", markdown_table(real_reports, label)]
     lines += ["## Wall time", ""]
     lines += [f"- {stage}: {seconds:.0f} s" for stage, seconds in timings.items()]
     lines.append(f"- total: {sum(timings.values()):.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+def _label_lines(labels: dict) -> list[str]:
+    by_split = ", ".join(
+        f"{split} {row['wer'] * 100:.1f}% ({row['utterances']} utt)"
+        for split, row in sorted(labels["wer_by_split"].items())
+    )
+    return [
+        f"- teacher: {', '.join(labels['teacher'])}",
+        f"- items: {labels['items']} ({labels['audio_hours'] * 60:.1f} min of audio), "
+        f"labelled this run: {labels['labelled_this_run']}, failed: {labels['failed']}",
+        f"- throughput: {labels['audio_seconds_per_second']:.1f} audio s per wall s",
+        f"- kept by the pseudo-label filters: {labels['kept']}; dropped: "
+        + ", ".join(f"{k} {v}" for k, v in labels["dropped"].items()),
+        f"- teacher WER by split: {by_split or 'n/a (no transcripts)'}",
+    ]
+
+
+def summary_table(synthetic, real) -> str:
+    """One row per model: WER on the synthetic test split beside agreement with the teacher
+    on held-out recordings, two columns never mixed, then speed and size."""
+    lines = [
+        f"| model | WER, synthetic test (TTS) | agreement WER vs {real[0].name}, held-out "
+        "recordings | RTF (1 thread, recordings) | parameters | size |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for i, (s, r) in enumerate(zip(synthetic, real, strict=True)):
+        agreement = "reference" if i == 0 else f"{r.wer * 100:.1f}%"
+        lines.append(
+            f"| {s.name} | {s.wer * 100:.1f}% | {agreement} | {r.rtf:.3f} | "
+            f"{s.parameters / 1e6:.1f}M | {s.size_mb:.1f} MB |"
+        )
     return "\n".join(lines) + "\n"

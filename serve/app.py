@@ -441,7 +441,12 @@ class Gateway:
             async def step(features, state):
                 return await self._step_streams(info.id, features, state)
 
-            return CtcEngine(step, self.local[info.id].student.decoder, info.chunk_frames)
+            from audiodistill.students.streaming import chunk_queue
+
+            served = self.local[info.id]
+            queue = chunk_queue(served.student.model.config, info.chunk_frames)
+            pad = served.student.model.config.feature_pad_samples
+            return CtcEngine(step, served.student.decoder, queue, pad)
 
         async def transcribe(audio):
             return await handle.transcribe.remote(audio, None)

@@ -26,6 +26,7 @@ from audiodistill.students.streaming import (
     streaming_xs,
 )
 from audiodistill.students.tokenizer import CharTokenizer
+from audiodistill.testing.dummies import save_untrained_streaming_student
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = StreamingConfig(
@@ -89,25 +90,44 @@ def test_export_dir_is_self_contained(exported):
     assert config["features"]["n_mels"] == TINY.n_mels
 
 
-def test_onnx_step_matches_torch_with_carried_state(exported):
-    student_dir, out = exported
+@pytest.fixture(scope="module", params=["conformer", "whisper"])
+def each_export(request, tmp_path_factory):
+    """(student dir, fp32 export dir) of a tiny random student of each encoder architecture."""
+    root = tmp_path_factory.mktemp(request.param)
+    student = save_untrained_streaming_student(root / "student", architecture=request.param)
+    export_onnx(student, root / "onnx", int8=False)
+    return Path(student), root / "onnx"
+
+
+def test_onnx_step_matches_torch_with_carried_state(each_export):
+    student_dir, out = each_export
     model = load_student(student_dir).model
     onnx_model = load_onnx_model(out)
+    lookahead = model.config.lookahead_frames
+    assert onnx_model.config["lookahead_frames"] == lookahead
     rng = np.random.default_rng(0)
     state, onnx_state = model.init_state(1, 32), onnx_model.init_state()
     for frames in (32, 32, 32, 32, 32, 12):  # past the 2-chunk cache, then a short last chunk
-        features = rng.standard_normal((frames, TINY.n_mels)).astype(np.float32)
+        features = rng.standard_normal((frames + lookahead, TINY.n_mels)).astype(np.float32)
         with torch.inference_mode():
             logits, state = model.step(torch.from_numpy(features)[None], state)
         onnx_logits, onnx_state = onnx_model.step(features, onnx_state)
         np.testing.assert_allclose(onnx_logits, logits[0].numpy(), atol=1e-4, rtol=1e-4)
         for name, tensor in state._asdict().items():
             np.testing.assert_allclose(onnx_state[name], tensor.numpy(), atol=1e-4, rtol=1e-4)
-    assert onnx_state["offset"].tolist() == [5 * 8 + 3]
+    s = model.config.subsampling
+    assert onnx_state["offset"].tolist() == [5 * 32 // s + 12 // s]
 
 
-def test_onnx_recognizer_gives_the_torch_transcript(exported):
-    _same_stream_text(*exported)
+def test_onnx_recognizer_gives_the_torch_transcript(each_export):
+    _same_stream_text(*each_export)
+
+
+def test_onnx_recognizer_restarts_long_streams_as_torch_does(each_export, tmp_path):
+    """70 s: a causal Whisper encoder restarts its positions twice on the way (the
+    conformer never does); both runtimes restart at the same steps."""
+    student_dir, out = each_export
+    _same_stream_text(student_dir, out, seconds=70.0, piece=16_000)
 
 
 def test_an_export_with_an_lm_decodes_with_it_on_the_edge(tmp_path):
@@ -121,17 +141,20 @@ def test_an_export_with_an_lm_decodes_with_it_on_the_edge(tmp_path):
     _same_stream_text(student_dir, tmp_path / "onnx")
 
 
-def _same_stream_text(student_dir: Path, out: Path) -> None:
-    """The ONNX recognizer's partial and final texts equal the torch recognizer's."""
+def _same_stream_text(
+    student_dir: Path, out: Path, seconds: float = 4.3, piece: int = 2_345
+) -> None:
+    """The ONNX recognizer's partial and final texts equal the torch recognizer's; pieces
+    of 2,345 samples straddle chunk boundaries."""
     student = load_student(student_dir)
-    audio = bench_audio(4.3, seed=1)
+    audio = bench_audio(seconds, seed=1)
     expected = student.transcribe([audio])[0]
     assert len(expected) > 20  # a long text, so a divergence would show
     torch_stream = student.recognizer()
     onnx_stream = load_onnx_model(out).recognizer()
-    for start in range(0, len(audio), 2_345):  # pieces that straddle chunk boundaries
-        piece = audio[start : start + 2_345]
-        assert onnx_stream.accept(piece) == torch_stream.accept(piece)
+    for start in range(0, len(audio), piece):
+        part = audio[start : start + piece]
+        assert onnx_stream.accept(part) == torch_stream.accept(part)
     assert onnx_stream.finalize() == torch_stream.finalize() == expected
     assert onnx_stream.finalize() == ""  # finalize resets for the next stream
 

@@ -13,7 +13,7 @@ from audiodistill.online import (
     OnlineSession,
     agreed_prefix,
 )
-from audiodistill.students.streaming import load_student, step_streams
+from audiodistill.students.streaming import chunk_queue, load_student, step_streams
 from audiodistill.testing.dummies import save_untrained_streaming_student
 from audiodistill.vad import EnergyVad, VadOptions, speech_regions
 
@@ -55,7 +55,9 @@ def _ctc_session(student, options: OnlineOptions | None = None) -> OnlineSession
     async def step(features, state):
         return step_streams(student.model, [features], [state], chunk)[0]
 
-    engine = CtcEngine(step, student.decoder, chunk)
+    config = student.model.config
+    queue = chunk_queue(config, chunk)
+    engine = CtcEngine(step, student.decoder, queue, config.feature_pad_samples)
     return OnlineSession(engine, options or OnlineOptions())
 
 

@@ -42,7 +42,7 @@ def test_collate_draws_the_configured_chunk_sizes(rows):
 
 def test_train_steps_reduce_the_ctc_loss(rows):
     torch.manual_seed(0)
-    task = StreamingTask(StreamingOptions(dropout=0.0))
+    task = StreamingTask(StreamingOptions(encoder="conformer", dropout=0.0))
     model = task.build()
     optimizer, scheduler = make_optimizer(model, TrainOptions(lr=1e-3, warmup_steps=1))
     batch = task.collate(rows[:2])
@@ -56,7 +56,7 @@ def test_train_steps_reduce_the_ctc_loss(rows):
 
 def test_feature_matching_trains_a_projection_to_the_teachers_encoder(rows, tmp_path):
     torch.manual_seed(0)
-    task = StreamingTask(StreamingOptions(dropout=0.0, feature_matching=1.0))
+    task = StreamingTask(StreamingOptions(encoder="conformer", dropout=0.0, feature_matching=1.0))
     model = task.build()
     assert isinstance(model, FeatureMatched) and model.proj.out_features == 384  # tiny.en
     batch = task.collate(rows[:2])
@@ -142,7 +142,12 @@ def test_bad_streaming_options_are_rejected():
         load_config(DistillOptions, None, ["streaming.chunks=[160]"])
     with pytest.raises(ConfigError, match=r"streaming.chunk_ms\[0\] must be int"):
         load_config(DistillOptions, None, ["streaming.chunk_ms=[fast]"])
-    options = load_config(DistillOptions, None, ["streaming.chunk_ms=[100]"])
+    options = load_config(DistillOptions, None, ["streaming.chunk_ms=[110]"])
+    with pytest.raises(ValueError, match="not a multiple of 20 ms"):
+        build_task(options)
+    options = load_config(
+        DistillOptions, None, ["streaming.chunk_ms=[100]", "streaming.encoder=conformer"]
+    )
     with pytest.raises(ValueError, match="not a multiple of 40 ms"):
         build_task(options)
     with pytest.raises(ConfigError, match="streaming.decoding.method"):

@@ -10,6 +10,7 @@ the same matrices in torch for training; this module is what an edge device runs
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -102,11 +103,16 @@ class FeatureStreamer:
     Keeps the samples not yet covered by a whole window (at most N_FFT - 1 of them plus the
     newest piece) between calls. `featurize` maps float32 samples to [F, N_MELS] frames
     (F = num_frames); it is `log_mel_np` on the edge, the torch twin in training code.
+    `pad_samples` zeros go before the stream's first sample, as the whole-utterance path
+    puts them before the audio (a student whose frames centre on their hop reads 200).
     """
 
-    def __init__(self, featurize: Callable[[np.ndarray], Any] = log_mel_np) -> None:
+    def __init__(
+        self, featurize: Callable[[np.ndarray], Any] = log_mel_np, pad_samples: int = 0
+    ) -> None:
         self._featurize = featurize
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._pad_samples = pad_samples
+        self.reset()
 
     def accept(self, pcm: np.ndarray) -> Any:
         """Append 16 kHz float32 samples; return the newly complete frames [n, N_MELS]."""
@@ -119,4 +125,85 @@ class FeatureStreamer:
         return frames
 
     def reset(self) -> None:
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._pending = np.zeros(self._pad_samples, dtype=np.float32)
+
+
+@dataclass
+class Step:
+    """One step of a streaming model, as a `ChunkQueue` plans it."""
+
+    features: np.ndarray  # [chunk + lookahead, n_mels] the step's input (the last may be shorter)
+    # None: run on the stream's state. Else start a fresh state and run these step inputs
+    # (the stream's latest frames) through it first, their outputs unused: the encoder's
+    # positions start again from 0 with its left context restored
+    restart: list[np.ndarray] | None = None
+
+
+class ChunkQueue:
+    """Feature frames in, the inputs of a streaming model's steps out.
+
+    A step takes `chunk` frames plus the `lookahead` frames after them, which it reads but
+    does not consume: they open the next step's chunk. At the end of a stream `flush` gives
+    what is left in whole encoder frames (a multiple of `subsampling`; the whole-utterance
+    path drops the rest too) plus `lookahead` zero frames, the padding that path's
+    convolutions see after an utterance's last frame.
+
+    An encoder with absolute positions (`max_positions` > 0: Whisper's 1500) would run past
+    them on a long stream. Before a step that would, the queue says to restart: a fresh state
+    primed with the last `context` frames (the encoder's left context, which a frame sees
+    anyway) puts the positions back at the start and the frames see what they saw before.
+    """
+
+    def __init__(
+        self,
+        chunk: int,
+        lookahead: int,
+        subsampling: int,
+        n_mels: int = N_MELS,
+        max_positions: int = 0,
+        context: int = 0,
+    ):
+        if context % chunk or (max_positions and context // subsampling >= max_positions):
+            raise ValueError(f"context {context} must be whole chunks inside max_positions")
+        self.chunk, self.lookahead, self.subsampling = chunk, lookahead, subsampling
+        self.max_positions, self.context = max_positions, context
+        self._empty = np.zeros((0, n_mels), dtype=np.float32)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending = self._empty  # [n, n_mels] frames not yet run
+        self._history = self._empty  # [<= context, n_mels] the last frames run
+        self.position = 0  # encoder positions the stream's state has used
+
+    def push(self, frames: np.ndarray) -> list[Step]:
+        """Add feature frames [n, n_mels]; return the steps now complete, in order."""
+        self._pending = np.concatenate([self._pending, np.asarray(frames, dtype=np.float32)])
+        steps, width = [], self.chunk + self.lookahead
+        while len(self._pending) >= width:
+            steps.append(self._plan(self._pending[:width], self.chunk))
+            self._pending = self._pending[self.chunk :]
+        return steps
+
+    def flush(self) -> Step | None:
+        """The stream's last step (None when no whole encoder frame is left); empties the
+        queue for the next stream."""
+        usable = len(self._pending) // self.subsampling * self.subsampling
+        rest = self._pending[:usable]
+        zeros = np.zeros((self.lookahead, rest.shape[1]), np.float32)
+        step = self._plan(np.concatenate([rest, zeros]), usable) if usable else None
+        self._reset()
+        return step
+
+    def _plan(self, features: np.ndarray, consumed: int) -> Step:
+        restart = None
+        if self.max_positions and self.position + consumed // self.subsampling > (
+            self.max_positions
+        ):
+            frames = np.concatenate([self._history, features[: self.lookahead]])
+            width = self.chunk + self.lookahead
+            restart = [frames[i : i + width] for i in range(0, len(self._history), self.chunk)]
+            self.position = len(self._history) // self.subsampling
+        self.position += consumed // self.subsampling
+        if self.context:
+            self._history = np.concatenate([self._history, features[:consumed]])[-self.context :]
+        return Step(features, restart)

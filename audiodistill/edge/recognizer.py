@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from audiodistill.ctc_decoding import LM_FILE, CtcDecoder, load_decoder, log_softmax
 from audiodistill.edge.ctc import load_symbols
-from audiodistill.edge.features import N_MELS, FeatureStreamer
+from audiodistill.edge.features import ChunkQueue, FeatureStreamer, Step
 
 EXPORT_KIND = "streaming-onnx"  # config.json "student" that `audiodistill export` writes
 
@@ -51,13 +51,26 @@ class OnnxStreamingModel:
     def step(
         self, features: np.ndarray, state: dict[str, np.ndarray]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """features [n, n_mels] (n = chunk_frames, or fewer for the last chunk, and at least
-        `subsampling`) -> logits [n // subsampling, vocab] and the next state."""
+        """features [n + lookahead, n_mels] (n = chunk_frames, or fewer for the last chunk,
+        and at least `subsampling`) -> logits [n // subsampling, vocab] and the next state."""
         feeds = {self.config["features_input"]: features[None].astype(np.float32), **state}
         names = [self.config["logits_output"], *(s["output"] for s in self.config["state"])]
         logits, *new_state = self.session.run(names, feeds)
         next_state = {s["name"]: a for s, a in zip(self.config["state"], new_state, strict=True)}
         return logits[0], next_state
+
+    def chunk_queue(self) -> ChunkQueue:
+        """The step planner of one stream (exports from before the teacher-initialised
+        encoder have no lookahead, padding or position limit)."""
+        c = self.config
+        return ChunkQueue(
+            self.chunk_frames,
+            int(c.get("lookahead_frames", 0)),
+            self.subsampling,
+            int(c["model_config"]["n_mels"]),
+            int(c.get("max_positions", 0)),
+            int(c.get("context_frames", 0)),
+        )
 
     def recognizer(self) -> OnnxStreamingRecognizer:
         return OnnxStreamingRecognizer(self)
@@ -110,19 +123,17 @@ class OnnxStreamingRecognizer:
 
     def reset(self) -> None:
         """Forget the stream: the next `accept` starts a new utterance."""
-        self._features = FeatureStreamer()
-        self._pending = np.zeros((0, N_MELS), dtype=np.float32)  # frames not yet run
+        pad = int(self.model.config.get("feature_pad_samples", 0))
+        self._features = FeatureStreamer(pad_samples=pad)
+        self._chunks = self.model.chunk_queue()
         self._state = self.model.init_state()
         self._stream = self.model.decoder.stream()
         self._text = ""
 
     def accept(self, pcm: np.ndarray) -> str:
         """Feed 16 kHz float32 samples (any count); return the partial text so far."""
-        self._pending = np.concatenate([self._pending, self._features.accept(pcm)])
-        chunk = self.model.chunk_frames
-        while len(self._pending) >= chunk:
-            self._run(self._pending[:chunk])
-            self._pending = self._pending[chunk:]
+        for step in self._chunks.push(self._features.accept(pcm)):
+            self._run(step)
         return self._text
 
     def finalize(self) -> str:
@@ -131,13 +142,17 @@ class OnnxStreamingRecognizer:
         Frames short of one encoder frame at the very end are dropped, as the torch model's
         subsampling drops them, so both give the same text.
         """
-        usable = len(self._pending) // self.model.subsampling * self.model.subsampling
-        if usable:
-            self._run(self._pending[:usable])
+        last = self._chunks.flush()
+        if last is not None:
+            self._run(last)
         text = self._stream.finalize()
         self.reset()
         return text
 
-    def _run(self, features: np.ndarray) -> None:
-        logits, self._state = self.model.step(features, self._state)
+    def _run(self, step: Step) -> None:
+        if step.restart is not None:
+            self._state = self.model.init_state()
+            for features in step.restart:
+                _, self._state = self.model.step(features, self._state)
+        logits, self._state = self.model.step(step.features, self._state)
         self._text = self._stream.accept(log_softmax(logits))

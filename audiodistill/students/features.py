@@ -19,6 +19,8 @@ from audiodistill.edge.features import (
     MEL_FLOOR,
     N_BINS,
     N_MELS,
+    ChunkQueue,
+    Step,
     dft_matrices,
     log_mel_np,
     mel_filterbank,
@@ -34,6 +36,8 @@ __all__ = [
     "N_BINS",
     "N_FFT",
     "N_MELS",
+    "Step",
+    "ChunkQueue",
     "FeatureStreamer",
     "dft_matrices",
     "log_mel",
@@ -75,5 +79,5 @@ class FeatureStreamer(edge.FeatureStreamer):
     """The edge streamer with torch frames: PCM pieces of any size in, exactly the frames
     `log_mel` gives the whole signal out, as float32 tensors [n, N_MELS]."""
 
-    def __init__(self) -> None:
-        super().__init__(lambda audio: log_mel(torch.from_numpy(audio)))
+    def __init__(self, pad_samples: int = 0) -> None:
+        super().__init__(lambda audio: log_mel(torch.from_numpy(audio)), pad_samples)

@@ -43,10 +43,18 @@ from audiodistill.ctc_decoding import (
     load_decoder,
 )
 from audiodistill.ngram import NgramLM
-from audiodistill.students.features import FRAMES_PER_SECOND, N_MELS, FeatureStreamer, log_mel
+from audiodistill.students.features import (
+    FRAMES_PER_SECOND,
+    N_MELS,
+    ChunkQueue,
+    FeatureStreamer,
+    Step,
+    log_mel,
+)
 from audiodistill.students.tokenizer import BLANK, SYMBOLS, CharTokenizer
 
 STUDENT_KIND = "streaming"
+ARCHITECTURE = "conformer"  # this module's encoder; causal_whisper.py holds the other
 # `transcribe` runs longer audio chunk by chunk: the whole-utterance path's attention bias is
 # [B, H, T, T], 4 x 1000^2 floats per clip at 40 s; the streaming path's memory is constant.
 MAX_WHOLE_SECONDS = 40
@@ -90,6 +98,11 @@ class StreamingConfig:
         for ms in (*self.chunk_ms_choices, self.chunk_ms):
             if ms <= 0 or ms % self.frame_ms:
                 raise ValueError(f"chunk of {ms} ms is not a multiple of {self.frame_ms} ms")
+
+    architecture = ARCHITECTURE
+    max_positions = 0  # positions are relative (ALiBi): a stream never runs out of them
+    lookahead_frames = 0  # feature frames a step reads past its chunk (causal_whisper.py: 1)
+    feature_pad_samples = 0  # zero samples before a stream's audio (causal_whisper.py: 200)
 
     @property
     def frame_ms(self) -> int:
@@ -139,15 +152,13 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return torch.tensor([2.0 ** (-8.0 * (h + 1) / n_heads) for h in range(n_heads)])
 
 
-def _keep_last(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+def keep_last(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     """The last n entries along dim (x[..., -0:] would keep all of them)."""
     return x.narrow(dim, x.shape[dim] - n, n)
 
 
-def chunk_attention_bias(
-    lengths: torch.Tensor, frames: int, chunk: int, left_chunks: int, slopes: torch.Tensor
-) -> torch.Tensor:
-    """[B, H, T, T] additive attention bias of the whole-utterance path.
+def chunk_mask(lengths: torch.Tensor, frames: int, chunk: int, left_chunks: int) -> torch.Tensor:
+    """[B, T, T] bool, True where query t may see key s in the whole-utterance path.
 
     Query t may see key s when s is in t's chunk or one of `left_chunks` chunks before it,
     and s is a real frame. Every query also sees itself, so rows of padding frames are never
@@ -157,9 +168,17 @@ def chunk_attention_bias(
     q_chunk, k_chunk = (pos // chunk)[:, None], (pos // chunk)[None, :]
     window = (k_chunk <= q_chunk) & (k_chunk >= q_chunk - left_chunks)  # [T, T]
     real_key = pos[None, :] < lengths[:, None]  # [B, T]
-    allowed = (window[None] & real_key[:, None, :]) | torch.eye(
-        frames, dtype=torch.bool, device=lengths.device
-    )
+    eye = torch.eye(frames, dtype=torch.bool, device=lengths.device)
+    return (window[None] & real_key[:, None, :]) | eye
+
+
+def chunk_attention_bias(
+    lengths: torch.Tensor, frames: int, chunk: int, left_chunks: int, slopes: torch.Tensor
+) -> torch.Tensor:
+    """[B, H, T, T] additive attention bias of the whole-utterance path: ALiBi distances where
+    `chunk_mask` allows, -inf elsewhere."""
+    allowed = chunk_mask(lengths, frames, chunk, left_chunks)
+    pos = torch.arange(frames, device=lengths.device)
     distance = (pos[:, None] - pos[None, :]).abs()  # [T, T]
     bias = -slopes.to(lengths.device)[:, None, None] * distance  # [H, T, T]
     return bias[None].masked_fill(~allowed[:, None], -math.inf)  # [B, H, T, T]
@@ -247,7 +266,7 @@ class CausalConvModule(nn.Module):
         """x [B, T, D], cache [B, D, K-1] (the previous inputs of the depthwise conv)."""
         h = F.glu(self.expand(self.norm(x)), dim=-1).transpose(1, 2)  # [B, D, T]
         h = torch.cat([cache, h], dim=2)  # [B, D, K-1 + T]
-        new_cache = _keep_last(h, self.kernel - 1, dim=2)
+        new_cache = keep_last(h, self.kernel - 1, dim=2)
         h = self.depthwise(h).transpose(1, 2)  # [B, T, D]
         h = self.project(F.silu(self.conv_norm(h)))
         return self.drop(h), new_cache
@@ -380,8 +399,8 @@ class StreamingEncoder(nn.Module):
         keys, values, convs = [], [], []
         for i, layer in enumerate(self.layers):
             x, k, v, conv = layer(x, bias, state.keys[i], state.values[i], state.conv[i])
-            keys.append(_keep_last(k, cached, dim=2))
-            values.append(_keep_last(v, cached, dim=2))
+            keys.append(keep_last(k, cached, dim=2))
+            values.append(keep_last(v, cached, dim=2))
             convs.append(conv)
         new_state = StreamingState(
             torch.stack(keys), torch.stack(values), torch.stack(convs), state.offset + new
@@ -434,13 +453,20 @@ def feature_matching_loss(
     return (distance * real).sum() / real.sum().clamp(min=1.0)
 
 
-def collate(rows: Sequence[dict], tokenizer: CharTokenizer) -> dict[str, torch.Tensor]:
+def collate(
+    rows: Sequence[dict], tokenizer: CharTokenizer, pad_samples: int = 0
+) -> dict[str, torch.Tensor]:
     """Rows with `audio` (16 kHz float32) and `text` -> padded log-mel features and CTC targets.
 
     features [B, F, n_mels], feature_lengths [B], targets [B, L] (padded with blank),
-    target_lengths [B].
+    target_lengths [B]. `pad_samples` zeros go before each clip (the encoder's
+    `feature_pad_samples`).
     """
-    feats = [log_mel(torch.from_numpy(np.asarray(r["audio"], dtype=np.float32))) for r in rows]
+    pad = np.zeros(pad_samples, dtype=np.float32)
+    feats = [
+        log_mel(torch.from_numpy(np.concatenate([pad, np.asarray(r["audio"], np.float32)])))
+        for r in rows
+    ]
     targets = [torch.tensor(tokenizer.encode(r["text"]), dtype=torch.long) for r in rows]
     return {
         "features": nn.utils.rnn.pad_sequence(feats, batch_first=True),
@@ -468,14 +494,15 @@ def transcribe(
     was_training = model.training
     model.eval()
     texts = [""] * len(audios)
-    limit = MAX_WHOLE_SECONDS * SAMPLE_RATE
+    limit = whole_utterance_seconds(model.config) * SAMPLE_RATE
     order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
     for i in [i for i in order if len(audios[i]) > limit]:
         texts[i] = _transcribe_streaming(model, tokenizer, audios[i], chunk_ms, decoder)
     order = [i for i in order if len(audios[i]) <= limit]
     for start in range(0, len(order), batch_size):
         ids = order[start : start + batch_size]
-        batch = collate([{"audio": audios[i], "text": ""} for i in ids], tokenizer)
+        rows = [{"audio": audios[i], "text": ""} for i in ids]
+        batch = collate(rows, tokenizer, model.config.feature_pad_samples)
         logits, out_lengths, _ = model(
             batch["features"].to(device), batch["feature_lengths"].to(device), frames
         )
@@ -484,6 +511,26 @@ def transcribe(
             texts[i] = decode(decoder, logprobs[row, : out_lengths[row]])
     model.train(was_training)
     return texts
+
+
+def whole_utterance_seconds(config) -> float:
+    """Longest clip `transcribe` runs whole: MAX_WHOLE_SECONDS, or less when the encoder's
+    positions end sooner (Whisper's 30 s)."""
+    if not config.max_positions:
+        return MAX_WHOLE_SECONDS
+    return min(MAX_WHOLE_SECONDS, config.max_positions * config.frame_ms / 1000)
+
+
+def chunk_queue(config, chunk_frames: int) -> ChunkQueue:
+    """The step planner of a stream at `chunk_frames` on an encoder with this config."""
+    return ChunkQueue(
+        chunk_frames,
+        config.lookahead_frames,
+        config.subsampling,
+        config.n_mels,
+        config.max_positions,
+        context=config.left_chunks * chunk_frames,
+    )
 
 
 def state_arrays(state: StreamingState) -> dict[str, np.ndarray]:
@@ -558,18 +605,17 @@ class StreamingRecognizer:
 
     def reset(self) -> None:
         """Forget the stream: the next `accept` starts a new utterance."""
-        self._features = FeatureStreamer()
-        self._pending = torch.zeros(0, self.model.config.n_mels)  # [n, n_mels] not yet run
+        c = self.model.config
+        self._features = FeatureStreamer(c.feature_pad_samples)
+        self._chunks = chunk_queue(c, self.chunk_frames)
         self._state = self.model.init_state(1, self.chunk_frames)
         self._stream = self.decoder.stream()
         self._text = ""
 
     def accept(self, pcm: np.ndarray) -> str:
         """Feed 16 kHz float32 samples (any count); return the partial text so far."""
-        self._pending = torch.cat([self._pending, self._features.accept(pcm)])
-        while len(self._pending) >= self.chunk_frames:
-            self._run(self._pending[: self.chunk_frames])
-            self._pending = self._pending[self.chunk_frames :]
+        for step in self._chunks.push(self._features.accept(pcm).numpy()):
+            self._run(step)
         return self._text
 
     def finalize(self) -> str:
@@ -578,16 +624,23 @@ class StreamingRecognizer:
         Audio under one feature window or one encoder frame at the very end is not used,
         exactly as in `transcribe`, so both give the same text.
         """
-        if len(self._pending):
-            self._run(self._pending)
+        last = self._chunks.flush()
+        if last is not None:
+            self._run(last)
         text = self._stream.finalize()
         self.reset()
         return text
 
     @torch.inference_mode()
-    def _run(self, features: torch.Tensor) -> None:
+    def _run(self, step: Step) -> None:
         device = self.model.device
-        logits, self._state = self.model.step(features[None].to(device), self._state)
+        if step.restart is not None:
+            self._state = self.model.init_state(1, self.chunk_frames)
+            for features in step.restart:
+                _, self._state = self.model.step(torch.from_numpy(features)[None].to(device),
+                                                 self._state)
+        batch = torch.from_numpy(step.features)[None].to(device)
+        logits, self._state = self.model.step(batch, self._state)
         self._text = self._stream.accept(logits[0].log_softmax(-1).cpu().numpy())
 
 
@@ -617,6 +670,7 @@ def save_student(model: StreamingEncoder, tokenizer: CharTokenizer, out_dir: str
     save_file(weights, str(out / WEIGHTS_FILE))
     config = {
         "student": STUDENT_KIND,
+        "architecture": model.config.architecture,
         "config": dataclasses.asdict(model.config),
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1))
@@ -635,6 +689,20 @@ def set_decoding(out_dir: str | Path, decoding: DecodingOptions, lm: NgramLM | N
         lm.save_arpa(out / LM_FILE)
 
 
+def build_encoder(architecture: str, config: dict) -> nn.Module:
+    """An untrained encoder of either architecture from its saved config (exports written
+    before the teacher-initialised encoder existed have no architecture: conformers)."""
+    if architecture == ARCHITECTURE:
+        return StreamingEncoder(from_dict(StreamingConfig, config))
+    from audiodistill.students import causal_whisper
+
+    if architecture == causal_whisper.ARCHITECTURE:
+        return causal_whisper.CausalWhisperEncoder(
+            from_dict(causal_whisper.CausalWhisperConfig, config)
+        )
+    raise ValueError(f"unknown streaming architecture {architecture!r}")
+
+
 def load_student(path: str | Path, device: str | torch.device = "cpu") -> StreamingStudent:
     """Read what `save_student` wrote; the model comes back in eval mode."""
     from safetensors.torch import load_file
@@ -643,7 +711,7 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Stream
     raw = json.loads((path / CONFIG_FILE).read_text())
     if raw.get("student") != STUDENT_KIND:
         raise ValueError(f"{path}: not a streaming student (student {raw.get('student')!r})")
-    model = StreamingEncoder(from_dict(StreamingConfig, raw["config"]))
+    model = build_encoder(raw.get("architecture", ARCHITECTURE), raw["config"])
     model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
     tokenizer = CharTokenizer.load(path / TOKENIZER_FILE)
     decoder = load_decoder(raw.get("decoding"), tokenizer.symbols, BLANK, path / LM_FILE)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from audiodistill.ctc_decoding import DecodingOptions, fit_char_lm
+from audiodistill.students import causal_whisper
 from audiodistill.students.streaming import (
     STUDENT_KIND,
     StreamingConfig,
@@ -56,14 +57,31 @@ MAX_UNCOVERED_LETTERS = 0.01
 
 @dataclass(frozen=True)
 class StreamingOptions:
-    # model size: "xs" (1.65M parameters, minutes on CPU) or "s" (9.2M, the serving size)
+    # "whisper": the teacher's own encoder made causal in chunks (causal_whisper.py), which
+    # inherits the teacher's acoustics; "conformer": a chunked Conformer from scratch, which
+    # learns only the voices it trains on (100% WER on recorded speech after the main job)
+    encoder: Literal["whisper", "conformer"] = "whisper"
+    # conformer size: "xs" (1.65M parameters, minutes on CPU) or "s" (9.2M)
     size: Literal["xs", "s"] = "xs"
-    # chunk sizes drawn at random per training batch (ms, multiples of 40): one model serves
-    # every latency among them
+    # whisper: teacher encoder layers kept, maximally spaced (null: all; 4 of 32 for a
+    # large-v3 teacher is the same recipe at tiny's cost)
+    encoder_layers: int | None = None
+    # whisper: chunks of left context each frame attends to besides its own (16 x 320 ms =
+    # 5.1 s); the conformer sizes fix their own (8)
+    left_chunks: int = 16
+    # whisper: learning rate of the weights copied from the teacher, as a fraction of
+    # train.lr (the new CTC head learns at train.lr): slow enough to keep what they know
+    encoder_lr: float = 0.1
+    # whisper: teacher layers kept fixed, from the bottom, with the convolutional front end
+    # when > 0 (0: everything trains; encoder_layers or more: only the head)
+    frozen_layers: int = 0
+    # chunk sizes drawn at random per training batch (ms; multiples of 40 for the conformer,
+    # 20 for whisper): one model serves every latency among them
     chunk_ms: tuple[int, ...] = (160, 320, 640)
-    # chunk size for dev WER and the export's default inference chunk (ms, multiple of 40)
+    # chunk size for dev WER and the export's default inference chunk (ms)
     eval_chunk_ms: int = 320
-    # dropout in feed-forward, attention and convolution modules
+    # conformer: dropout in feed-forward, attention and convolution modules; whisper:
+    # on attention weights and block outputs
     dropout: float = 0.1
     # how the export decodes: prefix beam search scored by a character n-gram fitted on the
     # training text ("greedy": the best path, no LM; dev WER during training is always greedy)
@@ -71,19 +89,24 @@ class StreamingOptions:
     # order of that character n-gram (8: about a word and a half of context); 0: no LM
     lm_order: int = 8
     # weight of frame-level matching to the teacher's encoder states next to CTC (cosine
-    # distance after a trained projection); 0: CTC only, and no teacher is loaded
+    # distance; the conformer's states go through a trained projection, not exported); for
+    # whisper the teacher sees the whole utterance, the student only its chunks; 0: CTC only,
+    # and no teacher is loaded
     feature_matching: float = 0.0
-    # the Whisper teacher (transformers dir) whose encoder states are matched; None: the
-    # bundled tiny.en
+    # the Whisper teacher (transformers dir) the whisper encoder starts from and whose
+    # encoder states are matched; None: the bundled tiny.en
     teacher: str | None = None
 
     def __post_init__(self) -> None:
         if self.lm_order < 0 or self.feature_matching < 0:
             raise ValueError("lm_order and feature_matching must be >= 0")
+        if min(self.frozen_layers, self.left_chunks, self.encoder_lr) < 0:
+            raise ValueError("frozen_layers, left_chunks and encoder_lr must be >= 0")
 
 
 def model_config(options: StreamingOptions, vocab_size: int) -> StreamingConfig:
-    """The encoder config of `options.size` with the options' chunks, dropout and vocabulary."""
+    """The conformer config of `options.size` with the options' chunks, dropout and
+    vocabulary."""
     return dataclasses.replace(
         SIZES[options.size](),
         chunk_ms_choices=tuple(options.chunk_ms),
@@ -139,18 +162,54 @@ class StreamingTask:
     def __init__(self, options: StreamingOptions = StreamingOptions()):
         self.options = options
         self.tokenizer = CharTokenizer()
-        self.config = model_config(options, self.tokenizer.vocab_size)  # validates the chunks
+        self.whisper = options.encoder == causal_whisper.ARCHITECTURE
+        # the chunk fields validate the chunk sizes here; a whisper encoder's widths come
+        # from the teacher when it is built
+        self.config = (
+            causal_whisper.CausalWhisperConfig(
+                left_chunks=options.left_chunks,
+                chunk_ms_choices=tuple(options.chunk_ms),
+                chunk_ms=options.eval_chunk_ms,
+                vocab_size=self.tokenizer.vocab_size,
+                dropout=options.dropout,
+            )
+            if self.whisper
+            else model_config(options, self.tokenizer.vocab_size)
+        )
         self._teacher: nn.Module | None = None  # loaded on first use, when matching
         self._teacher_dir = options.teacher  # None until the bundled one is first needed
         self._processor = None
 
     def build(self) -> nn.Module:
+        if self.whisper:
+            return self._build_whisper()
         encoder = StreamingEncoder(self.config)
         if not self.options.feature_matching:
             return encoder
         from transformers import WhisperConfig
 
         return FeatureMatched(encoder, WhisperConfig.from_pretrained(self.teacher_dir()).d_model)
+
+    def _build_whisper(self) -> nn.Module:
+        o, c = self.options, self.config
+        student = causal_whisper.from_teacher(
+            self.teacher_dir(), o.encoder_layers, c.left_chunks, c.chunk_ms_choices,
+            c.chunk_ms, c.vocab_size, c.dropout,
+        )  # fmt: skip
+        if o.frozen_layers:
+            frozen = [student.conv1, student.conv2, *student.layers[: o.frozen_layers]]
+            if o.frozen_layers >= len(student.layers):
+                frozen.append(student.layer_norm)
+            for module in frozen:
+                module.requires_grad_(False)
+        return student
+
+    def lr_scale(self, name: str) -> float:
+        """Learning rate of parameter `name` as a fraction of train.lr: the teacher's weights
+        in a whisper encoder learn at `encoder_lr`, its new head at the full rate."""
+        if self.whisper and not name.startswith("head."):
+            return self.options.encoder_lr
+        return 1.0
 
     def teacher_dir(self) -> str:
         if self._teacher_dir is None:  # resolved once: finding the bundled one reads files
@@ -179,9 +238,9 @@ class StreamingTask:
         # from torch's generator, which the loop seeds per (seed, rank, step): reproducible,
         # and a resumed run does not replay the sizes it has already drawn
         rng = random.Random(int(torch.randint(0, 2**62, ())))
-        batch = collate(rows, self.tokenizer)
+        batch = collate(rows, self.tokenizer, self.config.feature_pad_samples)
         batch["chunk_frames"] = torch.tensor(sample_chunk_frames(self.config, rng))
-        if self.options.feature_matching:
+        if self.options.feature_matching and not self.whisper:
             batch["teacher_features"] = self._teacher_features([r["audio"] for r in rows])
         return batch
 
@@ -191,7 +250,8 @@ class StreamingTask:
         ctc = ctc_loss(logits, out_lengths, batch["targets"], batch["target_lengths"])
         if not self.options.feature_matching:
             return ctc, {"ctc": float(ctc.detach())}
-        matching = feature_matching_loss(hidden, out_lengths, self._teacher_states(batch))
+        pool = 1 if self.whisper else 2  # teacher frames (20 ms) per student frame
+        matching = feature_matching_loss(hidden, out_lengths, self._teacher_states(batch), pool)
         total = ctc + self.options.feature_matching * matching
         return total, {"ctc": float(ctc.detach()), "feature_matching": float(matching.detach())}
 
@@ -207,7 +267,15 @@ class StreamingTask:
 
     @torch.no_grad()
     def _teacher_states(self, batch: dict) -> torch.Tensor:
-        """[B, F / 2, D] the teacher's encoder states (20 ms frames) for the batch."""
+        """[B, T, D] the teacher's encoder states (20 ms frames) for the batch, from the
+        whole utterance. A whisper student's teacher is its own starting point with every
+        teacher layer and full context, on the student's features."""
+        features = batch["features"]
+        if self.whisper:
+            if self._teacher is None:
+                teacher = causal_whisper.from_teacher(self.teacher_dir())
+                self._teacher = teacher.eval().requires_grad_(False).to(features.device)
+            return self._teacher.encode(features, batch["feature_lengths"], None)[0]
         from audiodistill.students.whisper_distil import encode, frozen_teacher
 
         features = batch["teacher_features"]

@@ -41,20 +41,23 @@ class FakeTeacher:
         return out
 
 
-def save_untrained_streaming_student(out_dir, seed: int = 0) -> str:
+def save_untrained_streaming_student(
+    out_dir, seed: int = 0, architecture: str = "conformer"
+) -> str:
     """A tiny randomly initialized streaming student saved as an export, for serving and
-    export tests. Its head is scaled up so the greedy text follows the audio (a random head
+    export tests: a chunked Conformer, or ("whisper") a causal Whisper encoder of the same
+    tiny size. Its head is scaled up so the greedy text follows the audio (a random head
     is nearly constant), which makes any mismatch between two decoding paths show."""
     import torch
 
-    from audiodistill.students.streaming import StreamingConfig, StreamingEncoder, save_student
+    from audiodistill.students.streaming import build_encoder, save_student
     from audiodistill.students.tokenizer import CharTokenizer
 
-    config = StreamingConfig(
-        d_model=32, n_layers=2, n_heads=2, ff_dim=64, conv_kernel=5, left_chunks=2, dropout=0.0
-    )
+    sizes = {"d_model": 32, "n_layers": 2, "n_heads": 2, "ff_dim": 64, "left_chunks": 2}
+    if architecture == "conformer":
+        sizes |= {"conv_kernel": 5, "dropout": 0.0}
     torch.manual_seed(seed)
-    model = StreamingEncoder(config).eval()
+    model = build_encoder(architecture, sizes).eval()
     torch.nn.init.normal_(model.head.weight, std=3.0)
     save_student(model, CharTokenizer(), out_dir)
     return str(out_dir)
