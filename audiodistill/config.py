@@ -72,7 +72,12 @@ def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
     ]
     if missing:
         raise ConfigError(f"missing required key {prefix}{missing[0]}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as err:  # a check across fields (__post_init__): say where
+        if isinstance(err, ConfigError) or not prefix:
+            raise ConfigError(str(err)) from err
+        raise ConfigError(f"{prefix.rstrip('.')}: {err}") from err
 
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:

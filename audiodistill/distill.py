@@ -123,9 +123,10 @@ class DataOptions:
     # synthetic corpus): every row except those of their dev and test splits, which stay
     # held out; the same filters apply, dev rows come from `labels`
     extra_labels: tuple[str, ...] = ()
-    # times each extra run's rows appear per epoch, in the order of extra_labels (missing: 1):
-    # weighs a small set of real recordings up beside hours of synthetic speech
-    extra_repeat: tuple[int, ...] = ()
+    # times each run's training rows appear per epoch: `labels` first, then each of
+    # extra_labels (missing: 1); weighs a small set of real recordings up beside hours of
+    # synthetic speech
+    repeat: tuple[int, ...] = ()
     # corpus manifests whose dev and test sentences are never trained on: training rows whose
     # reference reads the same (normalized) are dropped, so a bigger corpus made with another
     # seed cannot leak an evaluation sentence into training
@@ -178,7 +179,7 @@ def load_training_rows(options: DataOptions) -> tuple[pd.DataFrame, pd.DataFrame
         if options.train_split is not None
         else labels["split"] != options.dev_split
     )
-    candidates = _with_extra_runs(labels[in_train], options.extra_labels, options.extra_repeat)
+    candidates = _with_extra_runs(labels[in_train], options.extra_labels, options.repeat)
     if candidates.empty:
         splits = sorted(labels["split"].dropna().unique())
         raise DataError(
@@ -244,26 +245,24 @@ def _filter(rows: pd.DataFrame, options: FilterOptions) -> tuple[pd.DataFrame, d
 def _with_extra_runs(
     train: pd.DataFrame, runs: Sequence[str], repeat: Sequence[int] = ()
 ) -> pd.DataFrame:
-    """Training rows plus the extra runs' rows outside their dev and test splits, each run's
-    repeated `repeat[i]` times; ids must be unique across runs."""
-    if not runs:
-        return train
-    if len(repeat) > len(runs) or any(r < 1 for r in repeat):
-        raise DataError("data.extra_repeat: one count >= 1 per extra_labels run, at most")
+    """Training rows plus the extra runs' rows outside their dev and test splits, the rows of
+    run i (0: `train`'s own) repeated `repeat[i]` times; ids must be unique across runs."""
+    if len(repeat) > len(runs) + 1 or any(r < 1 for r in repeat):
+        raise DataError("data.repeat: one count >= 1 per run (labels, then extra_labels)")
     extra = [_read_run(Path(run)) for run in runs]
-    extra = [rows[~rows["split"].isin(HELD_OUT_SPLITS)] for rows in extra]
-    rows = pd.concat([train, *extra], ignore_index=True)
+    parts = [train, *(rows[~rows["split"].isin(HELD_OUT_SPLITS)] for rows in extra)]
+    rows = pd.concat(parts, ignore_index=True)
     duplicated = rows["id"][rows["id"].duplicated()]
     if not duplicated.empty:
         raise DataError(
             f"data.extra_labels: id {duplicated.iloc[0]!r} is in more than one pseudo-label run; "
             "ids must be unique across the runs trained on together"
         )
-    counts = [*repeat, *[1] * (len(runs) - len(repeat))]
-    return pd.concat(
-        [train, *(r for rows, n in zip(extra, counts, strict=True) for r in [rows] * n)],
-        ignore_index=True,
-    )
+    counts = [*repeat, *[1] * (len(parts) - len(repeat))]
+    if all(n == 1 for n in counts):
+        return rows
+    repeated = (part for part, n in zip(parts, counts, strict=True) for _ in range(n))
+    return pd.concat(repeated, ignore_index=True)
 
 
 def _dev_rows(labels: pd.DataFrame, options: DataOptions) -> pd.DataFrame:

@@ -119,7 +119,8 @@ class ModelReport:
 @dataclass(frozen=True)
 class EvalOptions:
     # models to compare: exported student dirs, CTranslate2 or transformers Whisper dirs, or
-    # "teacher:ct2" / "teacher:hf" for the bundled tiny.en in either backend; or codec
+    # "teacher:ct2" / "teacher:hf" for the bundled tiny.en in either backend
+    # ("teacher:hf-fill": transformers with whisper-distil's window fill); or codec
     # directories (all of them then; the first is the reference, see codec_evaluation.py)
     models: tuple[str, ...] = ("teacher:ct2",)
     # manifest (any format read_manifest accepts), with or without reference texts
@@ -214,14 +215,42 @@ def _student(path: str, threads: int) -> EvalModel:
     )
 
 
+def _filled_teacher(threads: int) -> EvalModel:
+    """The bundled teacher with whisper-distil's window fill and nothing else changed: every
+    decoder layer kept, the encoder run on the audio and a 1 s tail, its output filled to the
+    30 s window (students/whisper_distil.py). The strongest baseline for a student that uses
+    the same trick."""
+    import torch
+    from transformers import WhisperConfig
+
+    from audiodistill.students.whisper_distil import WhisperDistilOptions, WhisperDistilTask
+    from audiodistill.teachers.bundled import BUNDLED_NAME
+    from audiodistill.teachers.convert import ensure_bundled_hf
+
+    torch.set_num_threads(threads)
+    layers = WhisperConfig.from_pretrained(ensure_bundled_hf()).decoder_layers
+    task = WhisperDistilTask(WhisperDistilOptions(decoder_layers=layers, fill_window=True))
+    model = task.build().eval()
+    return EvalModel(
+        name=f"{BUNDLED_NAME} (transformers, window fill)",
+        kind="teacher",
+        parameters=_torch_parameters(model),
+        size_bytes=directory_size(ensure_bundled_hf()),
+        transcribe=lambda audios, prompt=None: task.transcribe(model, audios),
+    )
+
+
 def load_eval_model(spec: str, threads: int = 1, compute_type: str = "int8") -> EvalModel:
-    """A model from a spec: "teacher:ct2", "teacher:hf", or a directory of any known kind."""
+    """A model from a spec: "teacher:ct2", "teacher:hf", "teacher:hf-fill" (the window fill,
+    `_filled_teacher`), or a directory of any known kind."""
     from audiodistill.teachers.bundled import BUNDLED_NAME
 
     if spec == "teacher:ct2":
         return _ct2_teacher(None, BUNDLED_NAME, threads, compute_type)
     if spec == "teacher:hf":
         return _hf_teacher(None, threads)
+    if spec == "teacher:hf-fill":
+        return _filled_teacher(threads)
     path = Path(spec)
     if (path / "model.bin").is_file():
         return _ct2_teacher(spec, path.name, threads, compute_type)
@@ -450,9 +479,12 @@ def markdown_table(reports: Sequence[ModelReport], data_label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def eval_command(options: EvalOptions, spec: str) -> str:
-    """The `audiodistill eval` command line that scores `spec` as `options` did."""
-    parts = ["audiodistill", "eval", "--model", spec, "--data", options.data]
+def eval_command(options: EvalOptions, spec: str, reference: str | None = None) -> str:
+    """The `audiodistill eval` command line that scores `spec` as `options` did; scored for
+    agreement, the `reference` model it was scored against comes first."""
+    models = [reference, spec] if reference and reference != spec else [spec]
+    parts = ["audiodistill", "eval", *(a for m in models for a in ("--model", m))]
+    parts += ["--data", options.data]
     defaults = EvalOptions()
     for f in fields(options):
         value = getattr(options, f.name)
@@ -519,7 +551,8 @@ def write_results(
         first = measured[0][1].hypotheses  # every other model is compared with this one
         for index, (spec, (info, m)) in enumerate(zip(options.models, measured, strict=True)):
             baseline = first if index and not agreement else None
-            report = summarize(info, utterances, m, eval_command(options, spec), baseline)
+            command = eval_command(options, spec, options.models[0] if agreement else None)
+            report = summarize(info, utterances, m, command, baseline)
             if agreement:
                 report = replace(report, metric=AGREEMENT, reference_model=measured[0][0].name)
             reports.append(report)

@@ -1,6 +1,7 @@
 """The distillation loop without Ray: data prep and its errors, batching, steps, dev WER, state."""
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -140,6 +141,23 @@ def test_extra_runs_train_in_full_and_ids_must_not_collide(labels_dir, tmp_path)
     assert train["id"].is_unique
     with pytest.raises(DataError, match="more than one pseudo-label run"):
         load_training_rows(DataOptions(labels=str(labels_dir), extra_labels=(str(labels_dir),)))
+
+
+def test_extra_runs_hold_their_dev_and_test_rows_out_and_repeat(labels_dir, tmp_path):
+    """Recordings listed with held-out splits: only their train rows are trained on, as
+    often as `repeat` says (the labels' own rows first)."""
+    extra = read_labels(labels_dir).assign(id=lambda f: "real-" + f["id"])
+    (tmp_path / "a").mkdir()
+    other = _rewrite(labels_dir, tmp_path / "a", id=extra["id"].to_numpy())
+    options = DataOptions(labels=str(labels_dir), extra_labels=(str(other),))
+    train, _ = load_training_rows(options)
+    assert len(train) == 96 + 96 and not train["id"].str.startswith("real-dev").any()
+    held_out = set(extra.loc[extra["split"] != "train", "id"])
+    assert held_out and not held_out & set(train["id"])
+    train, _ = load_training_rows(replace(options, repeat=(1, 3)))
+    assert len(train) == 96 + 3 * 96 and train["id"].str.startswith("real-").sum() == 3 * 96
+    with pytest.raises(DataError, match="data.repeat"):
+        load_training_rows(replace(options, repeat=(1, 1, 2)))
 
 
 def test_holdout_sentences_are_never_trained_on(labels_dir, tmp_path):

@@ -115,6 +115,39 @@ def test_eval_command_scores_teacher_and_student(manifest, tmp_path, capsys):
     assert len(again) == 1 and again[0]["wer"] == student["wer"]
 
 
+def test_recordings_without_transcripts_score_agreement_with_the_first_model(
+    manifest, tmp_path, capsys
+):
+    from audiodistill.distill import DistillOptions
+    from audiodistill.students.registry import build_task
+
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    untranscribed = manifest.parent / "untranscribed.jsonl"
+    untranscribed.write_text("".join(json.dumps({**r, "text": None}) + "\n" for r in rows))
+    task = build_task(DistillOptions(student="fake"))
+    task.save(task.build(), tmp_path / "fake-student")
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", "teacher:ct2", "--model", str(tmp_path / "fake-student"),
+            "--data", str(untranscribed), f"out={out}"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    teacher, student = report["models"]
+    assert teacher["metric"] == student["metric"] == "agreement_wer"
+    assert teacher["wer"] == 0 and student["reference_model"] == teacher["name"]
+    assert student["wer"] > 0 and student["wer_delta"] is None  # nothing to compare beyond it
+    assert "scored against" in report["data"]
+    references = [json.loads(line)["reference"] for line in (out / "hypotheses.jsonl").open()]
+    teacher_texts = [json.loads(line)["hypothesis"] for line in (out / "hypotheses.jsonl").open()]
+    assert references[: len(rows)] == teacher_texts[: len(rows)] != [None] * len(rows)
+    table = capsys.readouterr().out
+    assert f"agreement WER vs {teacher['name']}" in table and "| reference | n/a |" in table
+    # a student's recorded command names the model it was scored against, first
+    assert shlex.split(student["command"])[2:6] == [
+        "--model", "teacher:ct2", "--model", str(tmp_path / "fake-student")
+    ]  # fmt: skip
+    assert main([*argv[:5], "--data", str(untranscribed), "reference=text", f"out={out}"]) == 2
+
+
 def test_recorded_command_names_every_non_default_option():
     options = EvalOptions(models=("a", "b"), data="d m.jsonl", split=None, limit=3,
                           data_label="recorded speech", out="o")  # fmt: skip

@@ -90,3 +90,30 @@ def test_saved_hf_dataset_keeps_audio_encoded(tmp_path):
     (row,) = read_manifest(tmp_path / "ds")
     assert row.id == "0" and row.text == "hello" and row.audio == ""
     assert len(load_audio(row.audio_bytes)) == 8000
+
+
+def test_assign_splits_is_stable_per_id_and_keeps_given_splits():
+    from audiodistill.manifest import assign_splits
+
+    corpus = [Utterance(f"spk{i}/utt", f"/{i}.wav") for i in range(400)]
+    corpus.append(Utterance("given", "/g.wav", split="train"))
+    split = assign_splits(corpus, dev_fraction=0.1, test_fraction=0.2, seed=0)
+    counts = {s: sum(u.split == s for u in split) for s in ("train", "dev", "test")}
+    assert 30 <= counts["dev"] <= 50 and 65 <= counts["test"] <= 95
+    assert split[-1].split == "train"
+    # an id lands in the same split whatever else the corpus holds: a grown corpus keeps
+    # its held-out recordings held out
+    grown = assign_splits([*corpus[:200], Utterance("new", "/n.wav")], 0.1, 0.2, seed=0)
+    assert [u.split for u in grown[:200]] == [u.split for u in split[:200]]
+    other_seed = assign_splits(corpus, 0.1, 0.2, seed=1)
+    assert [u.split for u in other_seed] != [u.split for u in split]
+
+
+def test_manifest_command_writes_splits(corpus, tmp_path):
+    from audiodistill.cli import main
+
+    out = tmp_path / "listed" / "manifest.jsonl"
+    assert main(["manifest", f"source={corpus}", f"out={out}", "test_fraction=1.0"]) == 0
+    assert [u.split for u in read_manifest(out)] == ["test", "test"]
+    assert read_manifest(out)[0].audio == str(corpus / "a.wav")
+    assert main(["manifest", f"source={corpus}", f"out={out}", "test_fraction=1.5"]) == 2

@@ -154,5 +154,24 @@ def test_bad_streaming_options_are_rejected():
         load_config(DistillOptions, None, ["streaming.decoding.method=sample"])
     with pytest.raises(ValueError, match="feature_matching must be >= 0"):
         load_config(DistillOptions, None, ["streaming.feature_matching=-1"])
-    with pytest.raises(ValueError, match="lm_order and feature_matching must be >= 0"):
+    with pytest.raises(ValueError, match="lm_order, lm_lexicon_words and feature"):
         load_config(DistillOptions, None, ["streaming.lm_order=-1"])
+
+
+def test_the_lexicon_teaches_the_lm_english_spelling(tmp_path):
+    """Words the training text never held are spelled by the LM from the word list."""
+    task = StreamingTask(StreamingOptions(lm_lexicon_words=5_000))
+    task.save(task.build().eval(), tmp_path / "model")
+    task.finish_export(tmp_path / "model", pd.DataFrame({"text": ["Play some jazz."]}))
+    lm = audiodistill.load_model(tmp_path / "model").decoder.lm
+
+    def score(word: str) -> float:
+        history = list("play|")
+        total = 0.0
+        for char in word + "|":
+            total += lm.logp(tuple(history[-(lm.order - 1) :]), char)
+            history.append(char)
+        return total
+
+    assert score("describe") > score("discribe") + 2.0
+    assert score("necessary") > score("nesessary") + 2.0

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from audiodistill.ctc_decoding import DecodingOptions, fit_char_lm
+from audiodistill.lexicon import lexicon_sentences
 from audiodistill.students import causal_whisper
 from audiodistill.students.streaming import (
     STUDENT_KIND,
@@ -88,6 +89,10 @@ class StreamingOptions:
     decoding: DecodingOptions = DecodingOptions()
     # order of that character n-gram (8: about a word and a half of context); 0: no LM
     lm_order: int = 8
+    # English words beside the training text in that n-gram (lexicon.py: the N most frequent
+    # words of the wordfreq list, as pseudo-sentences), so the beam spells words the
+    # transcripts never held; 0: the training text only
+    lm_lexicon_words: int = 0
     # weight of frame-level matching to the teacher's encoder states next to CTC (cosine
     # distance; the conformer's states go through a trained projection, not exported); for
     # whisper the teacher sees the whole utterance, the student only its chunks; 0: CTC only,
@@ -98,8 +103,8 @@ class StreamingOptions:
     teacher: str | None = None
 
     def __post_init__(self) -> None:
-        if self.lm_order < 0 or self.feature_matching < 0:
-            raise ValueError("lm_order and feature_matching must be >= 0")
+        if self.lm_order < 0 or self.feature_matching < 0 or self.lm_lexicon_words < 0:
+            raise ValueError("lm_order, lm_lexicon_words and feature_matching must be >= 0")
         if min(self.frozen_layers, self.left_chunks, self.encoder_lr) < 0:
             raise ValueError("frozen_layers, left_chunks and encoder_lr must be >= 0")
 
@@ -291,10 +296,12 @@ class StreamingTask:
         save_student(student_encoder(model), self.tokenizer, out_dir)
 
     def finish_export(self, out_dir: Path, train: pd.DataFrame) -> None:
-        """Fit the character LM on the training rows' text; the export decodes with it."""
+        """Fit the character LM on the training rows' text (and the English lexicon, with
+        lm_lexicon_words); the export decodes with it."""
         decoding = self.options.decoding
         lm = None
         if decoding.method == "beam" and self.options.lm_order > 0:
-            texts = (self.tokenizer.decode(self.tokenizer.encode(t)) for t in train["text"])
+            texts = [self.tokenizer.decode(self.tokenizer.encode(t)) for t in train["text"]]
+            texts += lexicon_sentences(self.options.lm_lexicon_words)
             lm = fit_char_lm(texts, self.options.lm_order)
         set_decoding(out_dir, decoding, lm)
