@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-# pip takes torch from the machine's wheel cache when one exists (DESIGN.md)
+# pip takes torch from the machine's wheel cache when one exists (docs/design.md)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

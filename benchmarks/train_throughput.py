@@ -1,7 +1,7 @@
 """Distillation training throughput with 1 vs 2 Ray Train workers, in one run.
 
     python benchmarks/train_throughput.py --labels runs/quickstart/pseudo_labels \
-        --config configs/distill/streaming.yaml --steps 60
+        --config configs/distill/streaming_conformer.yaml --steps 60
 
 Runs the same distillation config for `--steps` steps with `train.workers` = 1 and then 2
 (one CPU thread each, or one GPU each with --gpu), dev evaluation off, and reports training
@@ -47,7 +47,7 @@ def throughput(options: DistillOptions, workers: int, steps: int, gpu: bool) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="configs/distill/streaming.yaml")
+    parser.add_argument("--config", default="configs/distill/streaming_conformer.yaml")
     parser.add_argument("--labels", default="runs/quickstart/pseudo_labels")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker")

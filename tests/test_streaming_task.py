@@ -130,8 +130,8 @@ def test_every_distill_config_loads(path):
 
 
 def test_streaming_configs_sizes():
-    xs = build_task(load_config(DistillOptions, CONFIGS / "streaming.yaml"))
-    s = build_task(load_config(DistillOptions, CONFIGS / "streaming_long.yaml"))
+    xs = build_task(load_config(DistillOptions, CONFIGS / "streaming_conformer.yaml"))
+    s = build_task(load_config(DistillOptions, CONFIGS / "streaming_conformer_long.yaml"))
     assert count_parameters(xs.build()) < 2_000_000 < count_parameters(s.build()) < 10_000_000
 
 
