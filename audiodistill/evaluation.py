@@ -521,6 +521,11 @@ def load_utterances(options: EvalOptions) -> list[Utterance]:
             f"{options.data}: reference=text needs a transcript on every row; "
             "reference=first_model scores agreement with the first model instead"
         )
+    if scores_agreement(options, utterances) and len(options.models) < 2:
+        raise ValueError(
+            f"{options.data}: without transcripts models are scored against the first one "
+            "listed (agreement): list the teacher first, then the models to score"
+        )
     return utterances
 
 

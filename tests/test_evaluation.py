@@ -145,7 +145,9 @@ def test_recordings_without_transcripts_score_agreement_with_the_first_model(
     assert shlex.split(student["command"])[2:6] == [
         "--model", "teacher:ct2", "--model", str(tmp_path / "fake-student")
     ]  # fmt: skip
-    assert main([*argv[:5], "--data", str(untranscribed), "reference=text", f"out={out}"]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv[:5], "--data", str(untranscribed), "reference=text", f"out={out}"])
+    assert stopped.value.code == 2
 
 
 def test_recorded_command_names_every_non_default_option():
@@ -230,5 +232,7 @@ def test_eval_refuses_a_manifest_without_references(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
     from audiodistill.evaluation import EvalOptions, run
 
-    with pytest.raises(ValueError, match="reference text"):
+    with pytest.raises(ValueError, match="needs a transcript on every row"):
+        run(EvalOptions(data=str(tmp_path), split=None, reference="text", out=str(tmp_path)))
+    with pytest.raises(ValueError, match="list the teacher first"):
         run(EvalOptions(data=str(tmp_path), split=None, out=str(tmp_path / "out")))
