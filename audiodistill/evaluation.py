@@ -30,6 +30,8 @@ from audiodistill.manifest import Utterance, read_manifest
 from audiodistill.metrics import cer, corpus_wer, paired_wer_difference
 
 AGREEMENT = "agreement_wer"  # ModelReport.metric of scores against the first model
+# config.json "student" of `audiodistill export` directories (edge/recognizer.py, edge/whisper.py)
+ONNX_STREAMING, ONNX_WHISPER = "streaming-onnx", "whisper-distil-onnx"
 
 
 @dataclass
@@ -240,6 +242,44 @@ def _filled_teacher(threads: int) -> EvalModel:
     )
 
 
+def onnx_parameters(path: str | Path) -> int:
+    """Weights in an ONNX graph: every initializer's element count (int8 ones included)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sum(int(np.prod(t.dims)) for t in graph.initializer)
+
+
+def _onnx_export(path: str, threads: int) -> EvalModel:
+    """An `audiodistill export` directory, run by the edge runtime: its int8 graph when it
+    has one (what a release ships), else fp32."""
+    from audiodistill.edge.recognizer import EXPORT_KIND, load_onnx_model
+    from audiodistill.edge.whisper import OnnxWhisper
+
+    config = json.loads((Path(path) / "config.json").read_text())
+    int8 = "int8" in config["models"]
+    graphs = config["models"]["int8" if int8 else "fp32"]
+    files = graphs.values() if isinstance(graphs, dict) else [graphs]
+    parameters = sum(onnx_parameters(Path(path) / f) for f in files)
+    # the graphs run, and the LM a decoder reads; not the other precision's graphs
+    size = sum((Path(path) / f).stat().st_size for f in [*files, "lm.arpa"]
+               if (Path(path) / f).is_file())  # fmt: skip
+    name = f"{Path(path).name} (onnx {'int8' if int8 else 'fp32'})"
+    if config["student"] == EXPORT_KIND:
+        model = load_onnx_model(path, int8=int8, threads=threads)
+        return EvalModel(
+            name=name,
+            kind="streaming",
+            parameters=parameters,
+            size_bytes=size,
+            transcribe=model.transcribe,
+            recognizer=model.recognizer,
+            chunk_ms=int(config["chunk_ms"]),
+        )
+    model = OnnxWhisper(path, int8=int8, threads=threads)
+    return EvalModel(name, "whisper-distil", parameters, size, model.transcribe)
+
+
 def load_eval_model(spec: str, threads: int = 1, compute_type: str = "int8") -> EvalModel:
     """A model from a spec: "teacher:ct2", "teacher:hf", "teacher:hf-fill" (the window fill,
     `_filled_teacher`), or a directory of any known kind."""
@@ -259,7 +299,10 @@ def load_eval_model(spec: str, threads: int = 1, compute_type: str = "int8") -> 
         raise FileNotFoundError(
             f"{spec}: not a model (want teacher:ct2, teacher:hf, or a model directory)"
         )
-    if "student" in json.loads(config.read_text()):
+    student = json.loads(config.read_text()).get("student")
+    if student in (ONNX_STREAMING, ONNX_WHISPER):
+        return _onnx_export(spec, threads)
+    if student:
         return _student(spec, threads)
     return _hf_teacher(spec, threads)
 

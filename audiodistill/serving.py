@@ -40,50 +40,90 @@ def model_id(spec: str) -> str:
     return path.parent.name if path.name == "model" else path.name
 
 
+STREAMING_KINDS = ("streaming", "streaming-onnx")  # a saved student, or its ONNX export
+
+
 def is_streaming_student(spec: str) -> bool:
-    """Whether `spec` is an exported streaming student directory."""
+    """Whether `spec` is a streaming student directory: saved by `distill`, or exported to
+    ONNX (a released student)."""
     config = Path(spec) / "config.json"
     if spec.startswith("teacher:") or not config.is_file():
         return False
-    return json.loads(config.read_text()).get("student") == "streaming"
+    return json.loads(config.read_text()).get("student") in STREAMING_KINDS
 
 
 class ServedModel:
     """One model, loaded once per replica, with `threads` CPU threads for inference.
 
-    A streaming student runs on the replica's GPU when it has one; Whisper-type models load
-    through evaluation's loaders, on CPU.
+    A streaming student runs on the replica's GPU when it has one (an ONNX export on CPU, its
+    int8 graph when it has one); Whisper-type models load through evaluation's loaders, on
+    CPU. For streaming students `decoder`, `chunk_queue()` and `pad_samples` are what a live
+    session needs beside `step`.
     """
 
     def __init__(self, spec: str, threads: int = 1, chunk_ms: int | None = None):
         import torch
 
         torch.set_num_threads(threads)
-        self.student, self.takes_prompt = None, False
-        if is_streaming_student(spec):
-            from audiodistill.students.streaming import frames_per_chunk, load_student
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"  # a replica with num_gpus
-            self.student = load_student(spec, device)
-            self.chunk_frames = frames_per_chunk(self.student.model.config, chunk_ms)
-            self._transcribe = self.student.transcribe
-            parameters = sum(p.numel() for p in self.student.model.parameters())
-            kind = "streaming"
+        self.takes_prompt, self._onnx, self._torch = False, None, None
+        if is_streaming_student(spec) and _kind(spec) == "streaming-onnx":
+            parameters = self._load_onnx(spec, threads, chunk_ms)
+        elif is_streaming_student(spec):
+            parameters = self._load_torch(spec, chunk_ms)
         else:
             from audiodistill.evaluation import load_eval_model
 
             loaded = load_eval_model(spec, threads=threads)
             self.chunk_frames, self._transcribe = 0, loaded.transcribe
-            kind, parameters = loaded.kind, loaded.parameters
+            parameters = loaded.parameters
             self.takes_prompt = loaded.takes_prompt
+        streaming = self._onnx is not None or self._torch is not None
         self.info = ModelInfo(
             id=model_id(spec),
-            kind=kind,
-            streaming=self.student is not None,
+            kind="streaming" if streaming else loaded.kind,
+            streaming=streaming,
             parameters=parameters,
             chunk_frames=self.chunk_frames,
             takes_prompt=self.takes_prompt,
         )
+
+    def _load_torch(self, spec: str, chunk_ms: int | None) -> int:
+        import torch
+
+        from audiodistill.students.streaming import frames_per_chunk, load_student
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # a replica with num_gpus
+        self._torch = load_student(spec, device)
+        config = self._torch.model.config
+        self.chunk_frames = frames_per_chunk(config, chunk_ms)
+        self.decoder, self.pad_samples = self._torch.decoder, config.feature_pad_samples
+        self._transcribe = self._torch.transcribe
+        return sum(p.numel() for p in self._torch.model.parameters())
+
+    def _load_onnx(self, spec: str, threads: int, chunk_ms: int | None) -> int:
+        from audiodistill.edge.recognizer import load_onnx_model
+        from audiodistill.evaluation import onnx_parameters
+
+        config = json.loads((Path(spec) / "config.json").read_text())
+        if chunk_ms is not None and chunk_ms != config["chunk_ms"]:
+            raise ValueError(
+                f"{spec}: an ONNX export runs the chunk it was exported for "
+                f"({config['chunk_ms']} ms), not {chunk_ms} ms"
+            )
+        self._onnx = load_onnx_model(spec, int8="int8" in config["models"], threads=threads)
+        self.chunk_frames = self._onnx.chunk_frames
+        self.decoder = self._onnx.decoder
+        self.pad_samples = int(config.get("feature_pad_samples", 0))
+        self._transcribe = self._onnx.transcribe
+        return onnx_parameters(self._onnx.model_path)
+
+    def chunk_queue(self):
+        """A fresh step planner for one live stream (streaming students only)."""
+        if self._onnx is not None:
+            return self._onnx.chunk_queue()
+        from audiodistill.students.streaming import chunk_queue
+
+        return chunk_queue(self._torch.model.config, self.chunk_frames)
 
     def transcribe(self, audios: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
         """Texts of whole 16 kHz clips (batched where the model batches).
@@ -111,9 +151,23 @@ class ServedModel:
     def step(
         self, chunks: Sequence[np.ndarray], states: Sequence[dict | None]
     ) -> list[tuple[np.ndarray, dict]]:
-        """One feature chunk of each of several streams (streaming students only)."""
+        """One step input of each of several streams (streaming students only): each stream's
+        CTC log-probs and next state. None starts a stream. An ONNX export steps them one at
+        a time (its graph takes one stream)."""
+        if self._onnx is not None:
+            from audiodistill.ctc_decoding import log_softmax
+
+            out = []
+            for features, state in zip(chunks, states, strict=True):
+                logits, new = self._onnx.step(features, state or self._onnx.init_state())
+                out.append((log_softmax(logits), new))
+            return out
+        if self._torch is None:
+            raise ValueError(f"{self.info.id} is not a streaming model")
         from audiodistill.students.streaming import step_streams
 
-        if self.student is None:
-            raise ValueError(f"{self.info.id} is not a streaming model")
-        return step_streams(self.student.model, chunks, states, self.chunk_frames)
+        return step_streams(self._torch.model, chunks, states, self.chunk_frames)
+
+
+def _kind(spec: str) -> str | None:
+    return json.loads((Path(spec) / "config.json").read_text()).get("student")

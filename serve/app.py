@@ -441,12 +441,8 @@ class Gateway:
             async def step(features, state):
                 return await self._step_streams(info.id, features, state)
 
-            from audiodistill.students.streaming import chunk_queue
-
             served = self.local[info.id]
-            queue = chunk_queue(served.student.model.config, info.chunk_frames)
-            pad = served.student.model.config.feature_pad_samples
-            return CtcEngine(step, served.student.decoder, queue, pad)
+            return CtcEngine(step, served.decoder, served.chunk_queue(), served.pad_samples)
 
         async def transcribe(audio):
             return await handle.transcribe.remote(audio, None)

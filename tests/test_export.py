@@ -437,3 +437,17 @@ def test_whisper_distil_onnx_transcribes_like_pytorch(
     clips = speech[1][:3]
     expected = WhisperDistilModel(tmp_path / "student").transcribe(clips)
     assert OnnxWhisper(tmp_path / "onnx").transcribe(clips) == expected
+
+
+def test_eval_and_serving_load_an_export_directory(each_export):
+    """A released student is its ONNX export: eval scores it through the edge runtime."""
+    from audiodistill.evaluation import load_eval_model
+
+    _, out = each_export
+    model = load_eval_model(str(out))
+    audio = bench_audio(3.0, seed=3)
+    assert model.kind == "streaming" and model.parameters > 10_000 and model.size_bytes > 0
+    assert model.transcribe([audio]) == load_onnx_model(out).transcribe([audio])
+    stream = model.recognizer()
+    stream.accept(audio)
+    assert stream.finalize() == model.transcribe([audio])[0]

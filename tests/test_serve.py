@@ -12,6 +12,7 @@ import requests
 import soundfile as sf
 
 from audiodistill.audio import SAMPLE_RATE
+from audiodistill.edge.recognizer import load_onnx_model
 
 pytestmark = pytest.mark.integration
 KEY = "test-key"
@@ -36,23 +37,29 @@ def server(tmp_path_factory):
     import ray
     from ray import serve as ray_serve
 
+    from audiodistill.export import export_onnx
     from audiodistill.testing.dummies import save_untrained_streaming_student
     from serve.app import start
     from serve.options import LimitOptions, ServeOptions
 
-    student = save_untrained_streaming_student(tmp_path_factory.mktemp("serve") / "tiny-stream")
+    root = tmp_path_factory.mktemp("serve")
+    student = save_untrained_streaming_student(root / "tiny-stream")
+    # a released student is an ONNX export: the causal Whisper architecture, run on the edge
+    # runtime inside the gateway
+    whisper = save_untrained_streaming_student(root / "whisper-student", architecture="whisper")
+    export_onnx(whisper, root / "tiny-whisper-onnx", int8=True)
     limits = LimitOptions(
         max_upload_mb=1.0, idle_timeout_s=5.0, send_timeout_s=3.0, window_s=WINDOW_S
     )
     options = ServeOptions(
-        models=(student, "teacher:ct2"),
+        models=(student, "teacher:ct2", str(root / "tiny-whisper-onnx")),
         port=_free_port(),
         api_key=KEY,
         limits=limits,
         blocking=False,
     )
     url = start(options)
-    yield url, student
+    yield url, student, root / "tiny-whisper-onnx"
     ray_serve.shutdown()
     ray.shutdown()
 
@@ -69,6 +76,7 @@ def offline(server, speech):
     return clip, {
         "teacher-ct2": teacher.transcribe([clip])[0].text.strip(),
         "tiny-stream": load_student(server[1]).transcribe([clip])[0],
+        "tiny-whisper-onnx": load_onnx_model(server[2], int8=True).transcribe([clip])[0],
     }
 
 
@@ -100,24 +108,28 @@ def _config(**fields) -> str:
 
 
 def test_health_models_and_auth(server):
-    url, _ = server
+    url = server[0]
     assert requests.get(f"{url}/healthz", timeout=10).json()["status"] == "ok"
     denied = requests.get(f"{url}/v1/models", timeout=10)
     assert denied.status_code == 401 and "API key" in denied.json()["error"]["message"]
     models = requests.get(f"{url}/v1/models", headers=AUTH, timeout=10).json()
-    assert [m["id"] for m in models["data"]] == ["tiny-stream", "teacher-ct2"]
+    assert [m["id"] for m in models["data"]] == ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx"]
 
 
 def test_openai_sdk_works_unchanged(server, offline):
     import openai
 
-    url, _ = server
+    url = server[0]
     clip, expected = offline
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY)
-    assert [m.id for m in client.models.list()] == ["tiny-stream", "teacher-ct2"]
+    served = ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx"]
+    assert [m.id for m in client.models.list()] == served
     upload = ("clip.wav", _wav(clip))
     result = client.audio.transcriptions.create(model="teacher-ct2", file=upload)
     assert result.text == expected["teacher-ct2"]
+    released = client.audio.transcriptions.create(model="tiny-whisper-onnx", file=upload)
+    sent, _ = sf.read(io.BytesIO(upload[1]), dtype="float32")  # as 16-bit PCM, like the server
+    assert released.text == load_onnx_model(server[2], int8=True).transcribe([sent])[0]
     text = client.audio.transcriptions.create(
         model="teacher-ct2", file=upload, response_format="text"
     )
@@ -148,7 +160,7 @@ def test_prompt_guides_whisper_models_and_is_ignored_by_ctc(server):
 
     from audiodistill.testing.speech import speak
 
-    url, _ = server
+    url = server[0]
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY)
     upload = ("named.wav", _wav(speak(("I think the wooden engine belongs to Debra.",))[0]))
     plain = client.audio.transcriptions.create(model="teacher-ct2", file=upload)
@@ -165,11 +177,11 @@ def test_prompt_guides_whisper_models_and_is_ignored_by_ctc(server):
     assert ctc.text == client.audio.transcriptions.create(model="tiny-stream", file=upload).text
 
 
-@pytest.mark.parametrize("model", ["tiny-stream", "teacher-ct2"])
+@pytest.mark.parametrize("model", ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx"])
 def test_stream_finals_equal_the_offline_transcript(server, offline, model):
     from audiodistill.client import stream_audio
 
-    url, _ = server
+    url = server[0]
     clip, expected = offline
     result = asyncio.run(stream_audio(url, clip, model, realtime=False, api_key=KEY))
     assert result.close_code == 1000
@@ -182,7 +194,7 @@ def test_fast_client_is_served_within_the_flow_control_window(server, speech):
     """A client sending 40 s of audio flat out is served, never more than a window ahead."""
     from audiodistill.client import stream_audio
 
-    url, _ = server
+    url = server[0]
     pause = np.zeros(SAMPLE_RATE // 2, np.float32)
     audio = np.concatenate([part for clip in speech[1] for part in (clip, pause)] * 3)
     assert len(audio) / SAMPLE_RATE > 8 * WINDOW_S
@@ -204,7 +216,7 @@ def test_resampled_float_stream(server, offline):
     """8 kHz f32le audio is resampled to 16 kHz on the way in."""
     import soxr
 
-    url, _ = server
+    url = server[0]
     clip, expected = offline
     narrow = soxr.resample(clip, SAMPLE_RATE, 8000).astype("<f4")
     pieces = [narrow[i : i + 999].tobytes() for i in range(0, len(narrow), 999)]
@@ -292,7 +304,7 @@ def _http_bad_inputs(url, clip) -> dict:
 def test_bad_input_fails_alone_while_a_healthy_stream_finishes(server, offline):
     from audiodistill.client import stream_audio
 
-    url, _ = server
+    url = server[0]
     clip, expected = offline
 
     async def scenario():
@@ -337,7 +349,7 @@ def test_idle_stream_is_closed(server):
 def test_transcribe_command_streams_and_posts(server, offline, tmp_path, capsys):
     from audiodistill.cli import main
 
-    url, _ = server
+    url = server[0]
     clip, expected = offline
     path = tmp_path / "clip.wav"
     path.write_bytes(_wav(clip))
