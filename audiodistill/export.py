@@ -61,6 +61,9 @@ class ExportOptions:
     format: Literal["onnx"] = "onnx"
     # also write model.int8.onnx (dynamic int8, per-channel weights) beside model.onnx
     int8: bool = False
+    # keep the fp32 graphs beside the int8 ones; false (with int8) leaves only int8: the
+    # smallest directory a device (or a release under models/) needs
+    keep_fp32: bool = True
     # output directory; made self-contained (config, tokenizer, model files)
     out: str = "runs/export"
 
@@ -174,6 +177,16 @@ def quantize_int8(src: Path, dst: Path) -> None:
     quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8)
 
 
+def drop_fp32(out: Path) -> dict:
+    """Delete an export's fp32 graphs and their entry in config.json; its new config."""
+    config = json.loads((out / CONFIG_FILE).read_text())
+    fp32 = config["models"].pop("fp32")
+    for name in fp32.values() if isinstance(fp32, dict) else [fp32]:
+        (out / name).unlink()
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+    return config
+
+
 def export_config(
     model_config, chunk_frames: int, state: StreamingState, models: dict
 ) -> dict:
@@ -223,6 +236,10 @@ def export_config(
 
 def run(options: ExportOptions) -> dict:
     """The `export` command: write the directory, return a summary (files and sizes)."""
+    if not options.keep_fp32 and not options.int8:
+        raise ValueError("keep_fp32=false leaves no model without int8=true")
     config = export_onnx(options.model, options.out, options.int8)
+    if not options.keep_fp32:
+        config = drop_fp32(Path(options.out))
     sizes = {p.name: p.stat().st_size for p in sorted(Path(options.out).glob("*.onnx"))}
     return {"out": str(options.out), "student": config["student"], "bytes": sizes}

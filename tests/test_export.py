@@ -451,3 +451,16 @@ def test_eval_and_serving_load_an_export_directory(each_export):
     stream = model.recognizer()
     stream.accept(audio)
     assert stream.finalize() == model.transcribe([audio])[0]
+
+
+def test_an_int8_only_export_is_what_a_release_ships(tmp_path):
+    from audiodistill.export import ExportOptions, run
+
+    student = save_untrained_streaming_student(tmp_path / "student", architecture="whisper")
+    summary = run(ExportOptions(student, int8=True, keep_fp32=False, out=str(tmp_path / "rel")))
+    assert list(summary["bytes"]) == ["model.int8.onnx"]
+    with pytest.raises(FileNotFoundError, match="--int8 runs the int8 one"):
+        load_onnx_model(tmp_path / "rel")
+    assert load_onnx_model(tmp_path / "rel", int8=True).transcribe([bench_audio(1.0)])[0]
+    with pytest.raises(ValueError, match="keep_fp32=false"):
+        run(ExportOptions(student, keep_fp32=False, out=str(tmp_path / "none")))

@@ -99,7 +99,10 @@ def load_onnx_model(path: str | Path, int8: bool = False, threads: int = 1) -> O
         )
     kind = "int8" if int8 else "fp32"
     if kind not in config["models"]:
-        raise FileNotFoundError(f"{path}: no {kind} model; export with --int8 to make one")
+        raise FileNotFoundError(
+                f"{path}: no {kind} model (it has {', '.join(config['models'])}); "
+                "--int8 runs the int8 one, `audiodistill export --int8` makes one"
+            )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one step is one chain of ops; no parallel branches

@@ -96,7 +96,10 @@ class OnnxWhisper:
             raise ValueError(f"{path}: not a whisper-distil ONNX export")
         kind = "int8" if int8 else "fp32"
         if kind not in self.config["models"]:
-            raise FileNotFoundError(f"{path}: no {kind} model; export with --int8 to make one")
+            raise FileNotFoundError(
+                f"{path}: no {kind} model (it has {', '.join(self.config['models'])}); "
+                "--int8 runs the int8 one, `audiodistill export --int8` makes one"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
