@@ -198,3 +198,30 @@ def test_config_rejects_chunks_off_the_20_ms_grid():
     with pytest.raises(ValueError, match="multiple of 20 ms"):
         CausalWhisperConfig(chunk_ms=330)
     assert causal_whisper.LOOKAHEAD_FRAMES == 1 and TINY.frame_ms == 20
+
+
+def test_trained_for_a_few_steps_it_streams_the_whole_utterance_text(speech):
+    """From the teacher, 30 steps on two clips start to teach it their words; streamed chunk
+    by chunk in pieces of any size it then gives exactly the whole-utterance text."""
+    from audiodistill.distill import TrainOptions, make_optimizer, train_step
+    from audiodistill.students.streaming_task import StreamingOptions, StreamingTask
+
+    sentences, clips = speech
+    rows = [
+        {"id": str(i), "audio": clips[i], "duration": len(clips[i]) / 16_000, "text": sentences[i]}
+        for i in range(2)
+    ]
+    torch.manual_seed(0)
+    task = StreamingTask(StreamingOptions(chunk_ms=(320,)))
+    model = task.build()
+    options = TrainOptions(lr=3e-3, warmup_steps=1, max_steps=30)
+    optimizer, scheduler = make_optimizer(model, options, task.lr_scale)
+    for _ in range(30):
+        train_step(model, task, task.collate(rows), optimizer, scheduler, grad_clip=1.0)
+    whole = task.transcribe(model, [r["audio"] for r in rows])
+    assert all(len(text.split()) >= 3 for text in whole), whole  # words, not blanks
+    recognizer = StreamingRecognizer(model.eval(), task.tokenizer, chunk_ms=320)
+    for row, expected in zip(rows, whole, strict=True):
+        for start in range(0, len(row["audio"]), 1_234):
+            recognizer.accept(row["audio"][start : start + 1_234])
+        assert recognizer.finalize() == expected
