@@ -2,6 +2,9 @@
 
     python benchmarks/ctc_decoding.py --model runs/distill/streaming_long/model \
         --manifest data/synth_big/manifest.jsonl --split dev --limit 100
+    # recordings without transcripts: agreement with the teacher's pseudo-labels
+    python benchmarks/ctc_decoding.py --model runs/distill/streaming_long/model \
+        --manifest data/real/manifest.jsonl --split dev --labels runs/pl_real
 
 Runs the exported student once over the split (320 ms chunks, its default), keeps the CTC
 log-probabilities, then decodes them with several decoders: greedy, beam search without an
@@ -54,7 +57,8 @@ def log_probs(model_dir: Path, audios: list[np.ndarray]) -> list[np.ndarray]:
     out = []
     with torch.inference_mode():
         for audio in audios:
-            batch = collate([{"audio": audio, "text": ""}], student.tokenizer)
+            rows = [{"audio": audio, "text": ""}]
+            batch = collate(rows, student.tokenizer, student.model.config.feature_pad_samples)
             logits, lengths, _ = student.model(batch["features"], batch["feature_lengths"], frames)
             out.append(logits[0, : lengths[0]].log_softmax(-1).numpy())
     return out
@@ -83,16 +87,25 @@ def main() -> None:
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--limit", type=int, default=100, help="first N utterances")
+    parser.add_argument(
+        "--labels", help="a pseudo-label run whose text is the reference (agreement WER)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     utterances = read_manifest(args.manifest, args.split)[: args.limit]
     audios = [load_audio(u.audio) for u in utterances]
     references = [u.text or "" for u in utterances]
+    if args.labels:
+        from audiodistill.labels import read_labels
+
+        teacher = read_labels(args.labels).set_index("id")["text"]
+        references = [str(teacher[u.id]) for u in utterances]
     seconds = sum(len(a) for a in audios) / 16_000
     frames = log_probs(args.model, audios)
     symbols = tuple(load_student(args.model).tokenizer.symbols)
     print(f"{len(utterances)} utterances ({seconds / 60:.1f} min) of {args.manifest} {args.split}")
-    print("| decoder | WER | CER | decoder RTF (1 thread) |")
+    scored = "agreement WER (vs the labels)" if args.labels else "WER"
+    print(f"| decoder | {scored} | CER | decoder RTF (1 thread) |")
     print("| --- | ---: | ---: | ---: |")
     for name, decoder in decoders(args.model, symbols).items():
         start = time.perf_counter()
