@@ -5,39 +5,35 @@ misses on recorded speech are mostly near-spellings ("discribe", "hipnatism"). T
 n-gram that scores its beam search (ctc_decoding.py) can know far more words than the
 transcripts hold. The `wordfreq` package (on PyPI, its data inside it: nothing is fetched)
 ranks English words by frequency over large corpora; this module turns its top N words into
-pseudo-sentences for the n-gram, so it learns how English words are spelled and how often
-each occurs, while the pseudo-label transcripts beside them teach it real word order.
+text for the n-gram, so it learns how English words are spelled and how often each occurs,
+while the pseudo-label transcripts beside them teach it real word order.
 
-A word is repeated 1 + log2(frequency / frequency of the N-th word) times, so common words
-weigh more without drowning the rest ("the" about 19 times, the N-th word once), and the
-words are shuffled into sentences of SENTENCE_WORDS with a fixed seed.
+Each word is a text of its own between two spaces (" word "), so the n-gram learns how words
+start and end without learning word sequences that nothing said (random word orders made an
+8-gram four times larger). A word is repeated 1 + log2(frequency / frequency of the N-th
+word) times, so common words weigh more without drowning the rest ("the" about 19 times,
+the N-th word once).
 """
 
 from __future__ import annotations
 
 import math
-import random
 import re
 
-SENTENCE_WORDS = 12
 # words the character set spells: letters and inner apostrophes (tokenizer.SYMBOLS)
 _SPELLABLE = re.compile(r"[a-z]+(?:'[a-z]+)*")
 
 
-def lexicon_sentences(words: int, seed: int = 0) -> list[str]:
-    """Pseudo-sentences over the `words` most frequent English words (see module doc)."""
+def lexicon_texts(words: int) -> list[str]:
+    """The `words` most frequent English words as LM texts (see module doc)."""
     if words <= 0:
         return []
     from wordfreq import top_n_list, word_frequency
 
     ranked = [w for w in top_n_list("en", words) if _SPELLABLE.fullmatch(w)]
     floor = word_frequency(ranked[-1], "en")
-    tokens = [
-        w
+    return [
+        f" {w} "
         for w in ranked
         for _ in range(1 + int(math.log2(max(word_frequency(w, "en") / floor, 1.0))))
-    ]
-    random.Random(seed).shuffle(tokens)
-    return [
-        " ".join(tokens[i : i + SENTENCE_WORDS]) for i in range(0, len(tokens), SENTENCE_WORDS)
     ]

@@ -248,3 +248,25 @@ def test_config_rejects_bad_chunks():
         StreamingConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="multiple"):
         frames_per_chunk(TINY, 100)
+
+
+def test_spec_augment_masks_bands_and_spans_inside_each_clip_only():
+    import random as stdlib_random
+
+    from audiodistill.students.streaming import SpecAugmentOptions, spec_augment
+
+    features = torch.randn(2, 300, 80)
+    features[1, 200:] = 0.0  # padding of the shorter clip
+    lengths = torch.tensor([300, 200])
+    options = SpecAugmentOptions(freq_masks=2, freq_width=10, time_masks_per_s=1.0, time_width=20)
+    out = spec_augment(features, lengths, options, stdlib_random.Random(0))
+    assert torch.equal(out[1, 200:], features[1, 200:])  # padding untouched
+    changed = out != features
+    assert changed[0].any() and changed[1, :200].any()
+    bands = changed[0].all(dim=0).sum()  # whole bands masked over the clip
+    assert 0 < bands <= 2 * 10
+    assert changed[0].all(dim=1).sum() <= 3 * 20  # 3 s of audio: 3 time masks at most
+    for b, n in enumerate(lengths.tolist()):  # masked to the clip's own mean
+        masked = out[b, :n][changed[b, :n]]
+        torch.testing.assert_close(masked, torch.full_like(masked, features[b, :n].mean()))
+    assert torch.equal(spec_augment(features, lengths, SpecAugmentOptions(), None), features)

@@ -453,6 +453,45 @@ def feature_matching_loss(
     return (distance * real).sum() / real.sum().clamp(min=1.0)
 
 
+@dataclass(frozen=True)
+class SpecAugmentOptions:
+    # frequency masks per clip, each over up to freq_width of the n_mels bands (0: none)
+    freq_masks: int = 0
+    freq_width: int = 15
+    # time masks per second of audio, each over up to time_width feature frames (10 ms)
+    time_masks_per_s: float = 0.0
+    time_width: int = 30
+
+    def __post_init__(self) -> None:
+        if min(self.freq_masks, self.freq_width, self.time_masks_per_s, self.time_width) < 0:
+            raise ValueError("spec_augment counts and widths must be >= 0")
+
+
+def spec_augment(
+    features: torch.Tensor,  # [B, F, n_mels] padded
+    lengths: torch.Tensor,  # [B] real frames
+    options: SpecAugmentOptions,
+    rng: random.Random,
+) -> torch.Tensor:
+    """SpecAugment (Park et al., 2019) without time warping: random bands of mel channels
+    and spans of frames of each clip set to that clip's mean, so the student cannot lean on
+    any one band or instant; a new tensor, padding left as it was."""
+    out = features.clone()
+    for b, n in enumerate(lengths.tolist()):
+        if n == 0:
+            continue
+        mean = out[b, :n].mean()
+        for _ in range(options.freq_masks):
+            width = rng.randint(0, options.freq_width)
+            low = rng.randint(0, max(out.shape[2] - width, 0))
+            out[b, :n, low : low + width] = mean
+        for _ in range(round(options.time_masks_per_s * n / FRAMES_PER_SECOND)):
+            width = rng.randint(0, min(options.time_width, n))
+            start = rng.randint(0, n - width)
+            out[b, start : start + width] = mean
+    return out
+
+
 def collate(
     rows: Sequence[dict], tokenizer: CharTokenizer, pad_samples: int = 0
 ) -> dict[str, torch.Tensor]:

@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from audiodistill.ctc_decoding import DecodingOptions, fit_char_lm
-from audiodistill.lexicon import lexicon_sentences
+from audiodistill.lexicon import lexicon_texts
 from audiodistill.students import causal_whisper
 from audiodistill.students.streaming import (
     STUDENT_KIND,
+    SpecAugmentOptions,
     StreamingConfig,
     StreamingEncoder,
     collate,
@@ -44,6 +45,7 @@ from audiodistill.students.streaming import (
     sample_chunk_frames,
     save_student,
     set_decoding,
+    spec_augment,
     streaming_s,
     streaming_xs,
     transcribe,
@@ -90,14 +92,17 @@ class StreamingOptions:
     # order of that character n-gram (8: about a word and a half of context); 0: no LM
     lm_order: int = 8
     # English words beside the training text in that n-gram (lexicon.py: the N most frequent
-    # words of the wordfreq list, as pseudo-sentences), so the beam spells words the
-    # transcripts never held; 0: the training text only
+    # words of the wordfreq list), so the beam spells words the transcripts never held; 0:
+    # the training text only
     lm_lexicon_words: int = 0
     # weight of frame-level matching to the teacher's encoder states next to CTC (cosine
     # distance; the conformer's states go through a trained projection, not exported); for
     # whisper the teacher sees the whole utterance, the student only its chunks; 0: CTC only,
     # and no teacher is loaded
     feature_matching: float = 0.0
+    # SpecAugment on the training features (off by default): masks of mel bands and of
+    # time spans, the standard regulariser of CTC fine-tuning on little data
+    spec_augment: SpecAugmentOptions = SpecAugmentOptions()
     # the Whisper teacher (transformers dir) the whisper encoder starts from and whose
     # encoder states are matched; None: the bundled tiny.en
     teacher: str | None = None
@@ -245,6 +250,12 @@ class StreamingTask:
         rng = random.Random(int(torch.randint(0, 2**62, ())))
         batch = collate(rows, self.tokenizer, self.config.feature_pad_samples)
         batch["chunk_frames"] = torch.tensor(sample_chunk_frames(self.config, rng))
+        if self.options.spec_augment != SpecAugmentOptions():
+            if self.options.feature_matching and self.whisper:
+                batch["clean_features"] = batch["features"]  # what the teacher hears
+            batch["features"] = spec_augment(
+                batch["features"], batch["feature_lengths"], self.options.spec_augment, rng
+            )
         if self.options.feature_matching and not self.whisper:
             batch["teacher_features"] = self._teacher_features([r["audio"] for r in rows])
         return batch
@@ -280,7 +291,8 @@ class StreamingTask:
             if self._teacher is None:
                 teacher = causal_whisper.from_teacher(self.teacher_dir())
                 self._teacher = teacher.eval().requires_grad_(False).to(features.device)
-            return self._teacher.encode(features, batch["feature_lengths"], None)[0]
+            clean = batch.get("clean_features", features)
+            return self._teacher.encode(clean, batch["feature_lengths"], None)[0]
         from audiodistill.students.whisper_distil import encode, frozen_teacher
 
         features = batch["teacher_features"]
@@ -301,7 +313,9 @@ class StreamingTask:
         decoding = self.options.decoding
         lm = None
         if decoding.method == "beam" and self.options.lm_order > 0:
+            if "audio_parts" in train:  # joined rows only repeat their parts' sentences
+                train = train[train["audio_parts"].map(len) == 0]
             texts = [self.tokenizer.decode(self.tokenizer.encode(t)) for t in train["text"]]
-            texts += lexicon_sentences(self.options.lm_lexicon_words)
+            texts += lexicon_texts(self.options.lm_lexicon_words)
             lm = fit_char_lm(texts, self.options.lm_order)
         set_decoding(out_dir, decoding, lm)
