@@ -1,6 +1,6 @@
 """Compare student recipes quickly: the distill job's own step, in one process, dev-scored.
 
-    python benchmarks/streaming_recipe.py --config configs/distill/streaming_long.yaml \
+    python benchmarks/recipe.py --config configs/distill/streaming_long.yaml \
         train.max_steps=375 train.batch_seconds=60 streaming.encoder_lr=0.3 --eval-every 125
 
 Takes the same options as `audiodistill distill` (a config and dotted overrides) and trains
