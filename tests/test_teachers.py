@@ -34,6 +34,22 @@ def test_hf_teacher_fills_every_field(hf, speech):
         assert 0 < out.compression_ratio < 2.4
 
 
+def test_filled_teacher_labels_like_the_plain_one_with_soft_targets(hf, hf_teacher_dir, speech):
+    """fill_window: the encoder hears each window's audio and a 1 s tail, its output filled
+    to the window with silence states; the transcripts stay the teacher's."""
+    sentences, clips = speech
+    filled = build_teacher(
+        TeacherOptions(backend="hf", model=str(hf_teacher_dir), top_k=4, fill_window=True)
+    )
+    plain = hf.transcribe(clips)
+    long_clip = np.concatenate([clips[0], np.zeros(27 * SAMPLE_RATE, np.float32), clips[1]])
+    out = filled.transcribe([*clips, long_clip])  # the last spans two windows
+    for text, a, b in zip(sentences, plain, out, strict=False):
+        assert wer(a.text, b.text) <= 0.15 and wer(text, b.text) <= 0.25
+        assert len(b.topk_ids) == len(b.token_ids) + 1 and b.topk_ids[0][0] == b.token_ids[0]
+    assert wer(f"{sentences[0]} {sentences[1]}", out[-1].text) <= 0.25
+
+
 def test_batching_does_not_change_results(hf, speech):
     _, clips = speech
     together = hf.transcribe(clips[:4])  # different lengths in one batch

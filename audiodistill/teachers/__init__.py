@@ -45,6 +45,10 @@ class TeacherOptions:
     threads: int = 1
     # 1: greedy, the pseudo-label is a deterministic function of the audio
     beam_size: int = 1
+    # hf backend: encode each window's audio plus a 1 s tail and fill the encoder output to
+    # the 30 s window with the encoder's output for silence (students/whisper_distil.py):
+    # the same decoder input at the encoder cost of the speech alone
+    fill_window: bool = False
     # language token for multilingual models; ignored by English-only ones
     language: str | None = "en"
     # codec backend: residual codebooks kept (n_q, sets the bitrate); None: all of them
@@ -83,6 +87,7 @@ def build_teacher(options: TeacherOptions) -> Teacher | CodecTeacher:
             top_k=options.top_k,
             threads=options.threads,
             language=options.language,
+            fill_window=options.fill_window,
         )
     if options.backend == "codec":
         from audiodistill.teachers.codec import HFCodecTeacher

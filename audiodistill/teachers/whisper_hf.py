@@ -24,6 +24,7 @@ from audiodistill.teachers.whisper_ct2 import compression_ratio
 from audiodistill.whisper_decode import Decoded, greedy_decode, previous_text_ids, prompt_ids
 
 DTYPES = ("float32", "float16", "bfloat16")
+FILL_TAIL_SECONDS = 1.0  # silence after each window's audio when filling (as whisper-distil)
 
 
 def log_mel_windows(extractor, audio: np.ndarray) -> list[np.ndarray]:
@@ -70,6 +71,7 @@ class HFWhisperTeacher:
         top_k: int = 8,
         threads: int = 1,
         language: str | None = "en",
+        fill_window: bool = False,
     ):
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -93,6 +95,11 @@ class HFWhisperTeacher:
         self.prompt = prompt_ids(generation, language)
         self.eot = generation.eos_token_id
         self.no_speech_id = _no_speech_id(self.processor.tokenizer)
+        self.silence = None  # [1, 1500, D] the window fill, when filling
+        if fill_window:
+            from audiodistill.students.whisper_distil import silence_states
+
+            self.silence = silence_states(self.model, self.processor.feature_extractor)
 
     def _resolve(self, model: str | None) -> str:
         """Directory or hub id to load; sets `name`."""
@@ -114,31 +121,48 @@ class HFWhisperTeacher:
         self, audios: Sequence[np.ndarray], prompt: str | None = None
     ) -> list[Transcript]:
         """`prompt`: earlier text that guides spelling and style (OpenAI's `prompt`)."""
+        from audiodistill.students.whisper_distil import windows as audio_windows
+
         extractor = self.processor.feature_extractor
-        windows, owners = [], []
+        windows, owners = [], []  # filling: 30 s of audio each; else [n_mels, 3000] log-mel
         for i, audio in enumerate(audios):
-            for window in log_mel_windows(extractor, np.asarray(audio, dtype=np.float32)):
-                windows.append(window)
-                owners.append(i)
+            audio = np.asarray(audio, dtype=np.float32)
+            if self.silence is not None:
+                pieces = audio_windows(audio)
+            else:
+                pieces = log_mel_windows(extractor, audio)
+            windows.extend(pieces)
+            owners.extend([i] * len(pieces))
         previous = previous_text_ids(
             self.processor.tokenizer, prompt, self.model.config.max_target_positions
         )
         decoded = []
         for start in range(0, len(windows), self.batch_size):
-            batch = np.stack(windows[start : start + self.batch_size])
+            batch = windows[start : start + self.batch_size]
             decoded.extend(self._decode(batch, previous + self.prompt))
         parts = [[] for _ in audios]
         for d, owner in zip(decoded, owners, strict=True):
             parts[owner].append(d)
         return [self._transcript(p) for p in parts]
 
-    def _decode(self, features: np.ndarray, tokens: list[int]) -> list[Decoded]:
-        """Greedy results for a batch of log-mel windows [B, n_mels, 3000] after the decoder
-        prompt `tokens`."""
-        inputs = torch.from_numpy(features).to(self.device, self.model.dtype)
-        generation = self.model.generation_config
+    def _encode(self, windows: list[np.ndarray]) -> torch.Tensor:
+        """[B, 1500, D] encoder output of log-mel windows [n_mels, 3000], or, filling, of
+        audio windows (each plus a 1 s tail, then filled with the silence states)."""
+        from audiodistill.students.whisper_distil import encode, fill, log_mel
+
         with torch.inference_mode():
-            encoded = self.model.model.encoder(inputs).last_hidden_state  # [B, 1500, D]
+            if self.silence is None:
+                inputs = torch.from_numpy(np.stack(windows)).to(self.device, self.model.dtype)
+                return self.model.model.encoder(inputs).last_hidden_state
+            features = log_mel(self.processor.feature_extractor, windows, FILL_TAIL_SECONDS)
+            encoded = encode(self.model, features.to(self.device, self.model.dtype))
+            return fill(encoded, self.silence)
+
+    def _decode(self, windows: list[np.ndarray], tokens: list[int]) -> list[Decoded]:
+        """Greedy results for a batch of windows (`_encode`) after the decoder prompt
+        `tokens`."""
+        generation = self.model.generation_config
+        encoded = self._encode(windows)  # [B, 1500, D]
         return greedy_decode(
             self.model,
             encoded,
