@@ -139,15 +139,6 @@ class DataOptions:
     dev_split: str | None = "dev"
     # training clips longer than this (seconds) are dropped: they would blow batch memory
     max_duration: float = 30.0
-    # also train on rows joined end to end into clips of up to this many seconds (0: no
-    # joining): students trained only on short synthetic sentences learn to stop early and
-    # drop most of a 15 s recording (the main job's whisper-distil: 443 of its 553 errors
-    # on recordings were deletions). At most max_duration, and under Whisper's 30 s window
-    join_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.join_seconds <= self.max_duration:
-            raise ValueError("join_seconds must be in 0..max_duration")
 
 
 @dataclass(frozen=True)
@@ -210,8 +201,6 @@ def load_training_rows(options: DataOptions) -> tuple[pd.DataFrame, pd.DataFrame
             f"were filtered out (dropped: {counts}); loosen data.filters or data.max_duration"
         )
     kept = kept.reset_index(drop=True)
-    if options.join_seconds and not is_codec_run(kept):
-        kept = with_joined_rows(kept, options.join_seconds)
     kept.attrs["dropped"] = dropped  # per-filter counts, for the run's summary
     return kept, dev
 
@@ -312,8 +301,6 @@ def training_row(record: dict[str, Any]) -> dict[str, Any]:
     }
     if "reference" in record:
         row["reference"] = str(record["reference"] or "")
-    # a joined row's files (with_joined_rows); every row has the key, so one schema
-    row["audio_parts"] = [str(a) for a in items(record.get("audio_parts"))]
     return row
 
 
@@ -329,62 +316,9 @@ def _codec_training_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def with_joined_rows(rows: pd.DataFrame, max_seconds: float, seed: int = 0) -> pd.DataFrame:
-    """`rows` followed by rows that join several of them end to end, in a shuffled order
-    fixed by `seed`, each up to `max_seconds` long (a group of one is not repeated).
-
-    A joined row's `audio_parts` lists its rows' files, read one after another (synthetic
-    clips carry their own pauses at both ends; `audio` keeps the first, every other row has
-    no parts: one type per column, as Arrow wants); its text, reference and tokens follow in the
-    same order, and its soft targets are every row's minus the end-of-text row of all but
-    the last: one row per token plus end-of-text, as the teacher would have written them.
-    """
-    groups, group, seconds = [], [], 0.0
-    for i in np.random.default_rng(seed).permutation(len(rows)):
-        duration = float(rows["duration"].iloc[i])
-        if group and seconds + duration > max_seconds:
-            groups.append(group)
-            group, seconds = [], 0.0
-        group.append(i)
-        seconds += duration
-    groups.append(group)
-    joined = [_joined_row(rows.iloc[g]) for g in groups if len(g) > 1]
-    if not joined:
-        return rows
-    alone = rows.assign(audio_parts=[[] for _ in range(len(rows))])
-    return pd.concat([alone, pd.DataFrame(joined)], ignore_index=True)
-
-
-def _joined_row(part: pd.DataFrame) -> dict[str, Any]:
-    def soft(column: str) -> list:
-        lists = [list(v) if v is not None else [] for v in part[column]]
-        if not all(lists):
-            return []
-        return [row for rows in lists[:-1] for row in rows[:-1]] + lists[-1]
-
-    return {
-        **part.iloc[0].to_dict(),
-        "id": "+".join(part["id"]),
-        "audio_parts": [str(a) for a in part["audio"]],
-        "duration": float(part["duration"].sum()),
-        "text": " ".join(str(t or "").strip() for t in part["text"]),
-        "reference": " ".join(str(t or "").strip() for t in part["reference"]),
-        "token_ids": [int(t) for ids in part["token_ids"] for t in ids],
-        "topk_ids": soft("topk_ids"),
-        "topk_logprobs": soft("topk_logprobs"),
-    }
-
-
 def with_audio(rows: Sequence[dict]) -> list[dict]:
-    """The rows with `audio` decoded to 16 kHz float32 (a joined row's `audio_parts` read
-    one after another)."""
-
-    def read(row: dict) -> np.ndarray:
-        if row.get("audio_parts"):
-            return np.concatenate([load_audio(path) for path in row["audio_parts"]])
-        return load_audio(row["audio"])
-
-    return [dict(r, audio=read(r)) for r in rows]
+    """The rows with `audio` decoded from its path to 16 kHz float32."""
+    return [dict(r, audio=load_audio(r["audio"])) for r in rows]
 
 
 def bucket_batches(

@@ -121,7 +121,7 @@ def test_training_rows_are_plain_python_even_without_soft_targets():
     row = training_row(record)
     assert row == {
         "id": "a", "audio": "/x.wav", "duration": 1.5, "text": "one", "reference": "",
-        "token_ids": [1], "topk_ids": [], "topk_logprobs": [], "audio_parts": [],
+        "token_ids": [1], "topk_ids": [], "topk_logprobs": [],
     }  # fmt: skip
     assert type(row["token_ids"][0]) is int
 
@@ -158,31 +158,6 @@ def test_extra_runs_hold_their_dev_and_test_rows_out_and_repeat(labels_dir, tmp_
     assert len(train) == 96 + 3 * 96 and train["id"].str.startswith("real-").sum() == 3 * 96
     with pytest.raises(DataError, match="data.repeat"):
         load_training_rows(replace(options, repeat=(1, 1, 2)))
-
-
-def test_joined_rows_read_as_one_clip_with_the_teachers_targets_in_order(labels_dir):
-    from audiodistill.distill import with_joined_rows
-
-    train, _ = load_training_rows(DataOptions(labels=str(labels_dir)))
-    longest = float(train["duration"].max())
-    joined_too = with_joined_rows(train, max_seconds=3 * longest)
-    joined = joined_too.iloc[len(train) :]
-    assert len(joined) > 0 and (joined["duration"] <= 3 * longest).all()
-    assert joined_too.iloc[: len(train)]["id"].tolist() == train["id"].tolist()
-    row = training_row(joined.iloc[0].to_dict())
-    parts = [training_row(r) for r in train.set_index("id").loc[row["id"].split("+")]
-             .reset_index().to_dict(orient="records")]  # fmt: skip
-    assert row["token_ids"] == [t for p in parts for t in p["token_ids"]]
-    assert row["text"] == " ".join(p["text"] for p in parts)
-    # one soft-target row per token, plus the last part's end-of-text row
-    assert len(row["topk_ids"]) == len(row["token_ids"]) + 1
-    assert row["topk_ids"][-1] == parts[-1]["topk_ids"][-1]
-    audio = with_audio([row])[0]["audio"]
-    assert len(audio) == sum(len(with_audio([p])[0]["audio"]) for p in parts)
-    options = DataOptions(labels=str(labels_dir), join_seconds=3 * longest)
-    assert len(load_training_rows(options)[0]) == len(joined_too)
-    with pytest.raises(ValueError, match="join_seconds"):
-        DataOptions(join_seconds=60.0)
 
 
 def test_holdout_sentences_are_never_trained_on(labels_dir, tmp_path):

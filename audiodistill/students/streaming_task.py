@@ -313,8 +313,6 @@ class StreamingTask:
         decoding = self.options.decoding
         lm = None
         if decoding.method == "beam" and self.options.lm_order > 0:
-            if "audio_parts" in train:  # joined rows only repeat their parts' sentences
-                train = train[train["audio_parts"].map(len) == 0]
             texts = [self.tokenizer.decode(self.tokenizer.encode(t)) for t in train["text"]]
             texts += lexicon_texts(self.options.lm_lexicon_words)
             lm = fit_char_lm(texts, self.options.lm_order)
