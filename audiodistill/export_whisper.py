@@ -35,10 +35,11 @@ from audiodistill.whisper_decode import prompt_ids
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
 OPSET = 17
 EXAMPLE_FRAMES = 400  # mel frames (4 s) of the tracing example; the time axes are dynamic
-# copied from the student: the processor's tokenizer and mel settings, the decoding defaults
-# (transformers 5 writes processor_config.json where older versions wrote preprocessor_...)
+# copied from the student: the processor's mel settings, the decoding defaults (transformers 5
+# writes processor_config.json where older versions wrote preprocessor_...); tokenizer.json
+# is written by `decoding_tokenizer`
+TOKENIZER_FILE = "tokenizer.json"
 PROCESSOR_FILES = (
-    "tokenizer.json",
     "tokenizer_config.json",
     "processor_config.json",
     "preprocessor_config.json",
@@ -130,6 +131,7 @@ def export_whisper_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool =
     for name in PROCESSOR_FILES:
         if (Path(model_dir) / name).is_file():
             shutil.copyfile(Path(model_dir) / name, out / name)
+    decoding_tokenizer(Path(model_dir) / TOKENIZER_FILE, out / TOKENIZER_FILE)
     config = _export_config(model, prompt, models)
     (out / "config.json").write_text(json.dumps(config, indent=1))
     return config
@@ -166,6 +168,15 @@ def _quantize(out: Path, fp32: dict[str, str]) -> dict[str, str]:
     for part, name in fp32.items():
         quantize_int8(out / name, out / int8[part])
     return int8
+
+
+def decoding_tokenizer(src: Path, dst: Path) -> None:
+    """The student's tokenizer.json with what decoding reads (edge.whisper.ByteBPEDecoder:
+    the vocabulary and the added tokens): its merges, which only encoding text needs, were
+    2.5 of Whisper's 3.6 MB."""
+    payload = json.loads(src.read_text())
+    slim = {"model": {"vocab": payload["model"]["vocab"]}, "added_tokens": payload["added_tokens"]}
+    dst.write_text(json.dumps(slim, ensure_ascii=False))
 
 
 def _export_config(model: nn.Module, prompt: list[int], models: dict) -> dict:
