@@ -326,6 +326,11 @@ def from_teacher(
     from transformers import WhisperConfig
 
     teacher = WhisperConfig.from_pretrained(teacher_dir)
+    if teacher.num_mel_bins != N_MELS:
+        raise ValueError(
+            f"{teacher_dir}: a teacher with {teacher.num_mel_bins} mel bands (large-v3 has 128); "
+            f"the streaming front end computes {N_MELS} (edge/features.py)"
+        )
     ids = kept_layers(teacher.encoder_layers, layers)
     config = CausalWhisperConfig(
         n_mels=teacher.num_mel_bins,

@@ -1,6 +1,13 @@
-"""The `streaming` student: a small chunked Conformer with a character CTC head.
+"""The `streaming` student: a chunked encoder with a character CTC head, and its runtime.
 
-The encoder sees audio in chunks: every frame attends to its own chunk and `left_chunks`
+Two encoders share everything here but their modules: the teacher's own Whisper encoder made
+causal in chunks (causal_whisper.py, the default) and the small chunked Conformer defined
+below, trained from scratch. Both take the same features, keep their state in the same
+`StreamingState` and step the same way, so `transcribe`, `StreamingRecognizer`,
+`step_streams` (the server), the ONNX export and the saved format (config.json's
+"architecture") serve either.
+
+The Conformer sees audio in chunks: every frame attends to its own chunk and `left_chunks`
 chunks before it, never further right, and its convolutions are causal. So the training
 path (`StreamingEncoder.forward`, all chunks at once under a chunk mask) and the streaming
 path (`StreamingEncoder.step`, one chunk at a time with the left context cached) compute

@@ -1,18 +1,23 @@
 """The `streaming` student as a StudentTask: CTC on the characters of the pseudo-label text.
 
+The encoder is the teacher's own made causal in chunks (`encoder: whisper`, the default:
+built from the teacher's weights, which then learn at `encoder_lr` x the head's rate) or a
+Conformer from scratch (`encoder: conformer`).
+
 The tokenizer is the fixed English character set of tokenizer.py (blank, space, a-z,
 apostrophe), not one learned from the labels: every Ray worker, and every export, then holds
 the identical vocabulary without anything being passed around. `check` runs on the driver
 before any worker starts and rejects labels whose letters that set cannot spell.
 
 The loss is CTC on the pseudo-label text, plus, with `feature_matching` > 0, the cosine
-distance between the student's final states (through a linear projection trained beside
-it and not exported) and the teacher's encoder states for the same audio
-(streaming.feature_matching_loss). The pseudo-label shards do not store encoder states (a
-few hundred KB per utterance), so each worker runs the teacher's Whisper encoder on the
-batch as it trains, on the audio alone rather than a padded 30 s window. The teacher's text
-also reaches the export a second way: a character n-gram fitted on it (ctc_decoding.py)
-scores the export's beam search.
+distance between the student's final states and the teacher's encoder states for the same
+audio (streaming.feature_matching_loss): for the whisper encoder, its own starting point
+with every teacher layer and full context on the same features; for the Conformer, the
+teacher's Whisper encoder on its own features, reached through a linear projection trained
+beside the student and not exported. The pseudo-label shards do not store encoder states (a
+few hundred KB per utterance), so each worker computes them on the batch as it trains. The
+teacher's text also reaches the export a second way: a character n-gram fitted on it (and on
+an English word list, lexicon.py) scores the export's beam search (ctc_decoding.py).
 """
 
 from __future__ import annotations
