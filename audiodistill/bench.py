@@ -1,21 +1,27 @@
-"""`audiodistill bench`: the edge benchmark of a streaming student on one backend.
+"""`audiodistill bench`: the edge benchmark of a student on one backend.
 
-Audio is fed the way a microphone delivers it, one chunk's worth of samples per call, and
-every call is timed. Figures (all on `threads` CPU threads, one stream):
+Audio is fed the way a microphone delivers it and the work is timed. A streaming student
+takes one chunk's worth of samples per call; a whisper-distil export (onnx only) runs as
+`audiodistill transcribe --model` runs it: energy VAD cuts utterances at pauses and each is
+transcribed once it ends. Figures (all on `threads` CPU threads, one stream):
 
 - rtf: processing seconds per audio second over a whole pass (median of `runs` passes);
-- chunk latency p50/p95/p99: the time of one call that runs one chunk step (features,
-  model, decode), pooled over the passes. The first call of a pass only fills the 25 ms
-  feature window and runs no step, so it is left out;
-- end_to_final_ms: from the end of the audio (the last piece accepted) to the final text,
-  i.e. the `finalize` call that runs the last, shorter chunk (median over passes);
-- load: importing the backend and loading the model; peak RSS of the process; model size.
+- latency p50/p95/p99 (`chunk_latency_*`): streaming, the time of one call that runs one
+  chunk step (features, model, decode), pooled over the passes (the first call of a pass
+  only fills the 25 ms feature window and runs no step, so it is left out); whisper-distil,
+  the time of one utterance's transcription, i.e. from its end to its text;
+- end_to_final_ms: from the end of the audio (the last piece accepted) to the final text:
+  the `finalize` call that runs the last, shorter chunk, or the last utterance's
+  transcription (median over passes);
+- load: importing the backend and loading the model; peak RSS of the process; model size
+  (both graphs of a whisper-distil export).
 
 The onnx backend imports only numpy, onnxruntime and this package's edge runtime, so it runs
 on an `audiodistill[edge]` install. Without --audio the clip is built in (`bench_audio`):
 deterministic, made with numpy, so every device measures the same input. The streaming
-model's cost per chunk does not depend on what is said, so it times like speech; pass a
-recording with --audio to see a real transcript as well.
+model's cost per chunk does not depend on what is said, so it times like speech; a
+whisper-distil student's cost grows with the text it writes, so time it on a recording
+with --audio. Either way a recording shows a real transcript as well.
 """
 
 from __future__ import annotations
@@ -24,13 +30,18 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
 from audiodistill.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from audiodistill.edge.whisper import OnnxWhisper
 
 BENCH_SECONDS = 10.0  # length of the built-in clip
 BENCH_SEED = 0
@@ -39,11 +50,12 @@ TONE_SECONDS = 0.06  # the built-in clip changes every 60 ms, about a phone's le
 
 @dataclass(frozen=True)
 class BenchOptions:
-    # onnx: a directory written by `audiodistill export`; torch: a saved streaming student
+    # onnx: a directory written by `audiodistill export` (a streaming or whisper-distil
+    # student); torch: a saved streaming student
     model: str
     # runtime to measure: onnx (ONNX Runtime, no torch needed) or torch (PyTorch eager)
     backend: Literal["torch", "onnx"] = "onnx"
-    # onnx only: run the export's model.int8.onnx instead of model.onnx
+    # onnx only: run the export's int8 graphs instead of the fp32 ones
     int8: bool = False
     # CPU threads for the backend's operators; 1 is the edge figure the targets are set at
     threads: int = 1
@@ -62,10 +74,21 @@ class Recognizer(Protocol):
 
 
 @dataclass
+class Pass:
+    """One timed pass over the clip."""
+
+    latencies: list[float]  # seconds of each chunk step (streaming) or utterance
+    final_s: float  # from the end of the audio to the final text
+    total_s: float  # processing time of the whole pass
+    text: str
+
+
+@dataclass
 class LoadedModel:
-    recognizer: Recognizer
-    chunk_ms: int
-    model_file: Path  # the weights file the backend reads
+    timed_pass: Callable[[np.ndarray], Pass]
+    kind: str  # streaming or whisper-distil
+    chunk_ms: int | None  # audio per streaming step (None: whisper-distil, no chunks)
+    model_files: list[Path]  # the weights files the backend reads
     import_s: float  # importing the backend (0 when this process already had it)
     load_s: float  # reading the model into a ready recognizer
 
@@ -85,19 +108,19 @@ def bench_audio(seconds: float = BENCH_SECONDS, seed: int = BENCH_SEED) -> np.nd
 
 def _load_onnx(options: BenchOptions) -> LoadedModel:
     start = time.perf_counter()
-    from audiodistill.edge.recognizer import load_onnx_model
+    from audiodistill.edge.transcribe import load_export
+    from audiodistill.edge.whisper import OnnxWhisper
 
     imported = time.perf_counter()
-    model = load_onnx_model(options.model, options.int8, options.threads)
-    recognizer = model.recognizer()
+    model = load_export(options.model, options.int8, options.threads)
+    if isinstance(model, OnnxWhisper):
+        timed_pass, kind, chunk_ms = partial(_utterance_pass, model), "whisper-distil", None
+        files = model.model_files
+    else:
+        chunk_ms, kind, files = int(model.config["chunk_ms"]), "streaming", [model.model_path]
+        timed_pass = partial(_chunk_pass, model.recognizer(), chunk_ms)
     loaded = time.perf_counter()
-    return LoadedModel(
-        recognizer,
-        int(model.config["chunk_ms"]),
-        model.model_path,
-        imported - start,
-        loaded - imported,
-    )
+    return LoadedModel(timed_pass, kind, chunk_ms, files, imported - start, loaded - imported)
 
 
 def _load_torch(options: BenchOptions) -> LoadedModel:
@@ -111,30 +134,46 @@ def _load_torch(options: BenchOptions) -> LoadedModel:
     imported = time.perf_counter()
     torch.set_num_threads(options.threads)
     student = load_student(options.model)
-    recognizer = student.recognizer()
+    chunk_ms = student.model.config.chunk_ms
+    timed_pass = partial(_chunk_pass, student.recognizer(), chunk_ms)
     loaded = time.perf_counter()
+    files = [Path(options.model) / WEIGHTS_FILE]
     return LoadedModel(
-        recognizer,
-        student.model.config.chunk_ms,
-        Path(options.model) / WEIGHTS_FILE,
-        imported - start,
-        loaded - imported,
+        timed_pass, "streaming", chunk_ms, files, imported - start, loaded - imported
     )
 
 
-def _timed_pass(
-    recognizer: Recognizer, audio: np.ndarray, piece: int
-) -> tuple[list[float], float, str]:
-    """One stream over `audio` in `piece`-sample calls: (chunk call seconds, finalize
-    seconds, final text)."""
-    calls = []
+def _chunk_pass(recognizer: Recognizer, chunk_ms: int, audio: np.ndarray) -> Pass:
+    """One stream over `audio` in calls of one chunk's samples."""
+    calls, piece = [], chunk_ms * SAMPLE_RATE // 1000
     for start in range(0, len(audio), piece):
         begin = time.perf_counter()
         recognizer.accept(audio[start : start + piece])
         calls.append(time.perf_counter() - begin)
     begin = time.perf_counter()
     text = recognizer.finalize()
-    return calls[1:], time.perf_counter() - begin, text
+    final = time.perf_counter() - begin
+    return Pass(calls[1:], final, sum(calls[1:]) + final, text)
+
+
+def _utterance_pass(model: OnnxWhisper, audio: np.ndarray) -> Pass:
+    """`audio` through the in-process transcriber, each utterance's transcription timed."""
+    from audiodistill.edge.transcribe import WindowEngine, audio_pieces, run_session
+
+    latencies, texts = [], []
+
+    def transcribe(utterance: np.ndarray) -> str:
+        begin = time.perf_counter()
+        texts.append(model.transcribe([utterance])[0])
+        latencies.append(time.perf_counter() - begin)
+        return texts[-1]
+
+    begin = time.perf_counter()
+    run_session(WindowEngine(transcribe), audio_pieces(audio), lambda event: None)
+    total = time.perf_counter() - begin
+    if not latencies:
+        raise ValueError("no speech in the audio: nothing for whisper-distil to transcribe")
+    return Pass(latencies, latencies[-1], total, " ".join(t for t in texts if t))
 
 
 def _peak_rss_mb() -> float:
@@ -154,45 +193,41 @@ def run_bench(options: BenchOptions) -> dict:
     else:
         audio = bench_audio()
         source = f"built-in: {BENCH_SECONDS:g} s of tones and noise (numpy, seed {BENCH_SEED})"
-    piece = loaded.chunk_ms * SAMPLE_RATE // 1000
     audio_s = len(audio) / SAMPLE_RATE
-    _timed_pass(loaded.recognizer, audio, piece)  # warm-up: allocations, lazy init
-    chunk_s, final_s, rtfs = [], [], []
-    for _ in range(options.runs):
-        calls, final, text = _timed_pass(loaded.recognizer, audio, piece)
-        chunk_s.extend(calls)
-        final_s.append(final)
-        rtfs.append((sum(calls) + final) / audio_s)
-    chunk_ms = 1000 * np.asarray(chunk_s)
+    loaded.timed_pass(audio)  # warm-up: allocations, lazy init
+    passes = [loaded.timed_pass(audio) for _ in range(options.runs)]
+    latency_ms = 1000 * np.asarray([s for p in passes for s in p.latencies])
     return {
         "model": str(options.model),
+        "kind": loaded.kind,
         "backend": options.backend,
         "int8": options.int8,
         "threads": options.threads,
-        "model_file": loaded.model_file.name,
-        "size_bytes": loaded.model_file.stat().st_size,
+        "model_file": " + ".join(f.name for f in loaded.model_files),
+        "size_bytes": sum(f.stat().st_size for f in loaded.model_files),
         "audio": source,
         "audio_seconds": audio_s,
         "chunk_ms": loaded.chunk_ms,
         "runs": options.runs,
         "import_s": loaded.import_s,
         "load_s": loaded.load_s,
-        "rtf": float(np.median(rtfs)),
-        "chunk_latency_p50_ms": float(np.percentile(chunk_ms, 50)),
-        "chunk_latency_p95_ms": float(np.percentile(chunk_ms, 95)),
-        "chunk_latency_p99_ms": float(np.percentile(chunk_ms, 99)),
-        "end_to_final_ms": 1000 * float(np.median(final_s)),
+        "rtf": float(np.median([p.total_s / audio_s for p in passes])),
+        "chunk_latency_p50_ms": float(np.percentile(latency_ms, 50)),
+        "chunk_latency_p95_ms": float(np.percentile(latency_ms, 95)),
+        "chunk_latency_p99_ms": float(np.percentile(latency_ms, 99)),
+        "end_to_final_ms": 1000 * float(np.median([p.final_s for p in passes])),
         "peak_rss_mb": _peak_rss_mb(),
-        "text": text,
+        "text": passes[-1].text,
     }
 
 
 def summary_line(report: dict) -> str:
     """One line for a terminal or a log."""
     backend = report["backend"] + (" int8" if report["int8"] else "")
+    step = f"chunk ({report['chunk_ms']} ms)" if report["chunk_ms"] else "utterance"
     return (
-        f"{backend}, {report['threads']} thread(s): RTF {report['rtf']:.4f}, chunk "
-        f"({report['chunk_ms']} ms) p50/p95/p99 {report['chunk_latency_p50_ms']:.1f}/"
+        f"{backend}, {report['threads']} thread(s), {report['kind']}: RTF {report['rtf']:.4f}, "
+        f"{step} p50/p95/p99 {report['chunk_latency_p50_ms']:.1f}/"
         f"{report['chunk_latency_p95_ms']:.1f}/{report['chunk_latency_p99_ms']:.1f} ms, "
         f"end-of-audio to final {report['end_to_final_ms']:.1f} ms, "
         f"load {report['import_s'] + report['load_s']:.2f} s, "

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import typing
 from pathlib import Path
 
 from audiodistill.config import ConfigError, load_config
@@ -131,9 +132,18 @@ def _serve(options) -> None:
 
 
 def _transcribe(options) -> None:
-    from audiodistill.client import run
+    if not options.in_process:
+        from audiodistill.client import run
 
-    run(options)
+        run(options)
+        return
+    from audiodistill.edge.transcribe import run  # no torch: runs on an [edge] install
+
+    try:
+        run(options)
+    except (ValueError, FileNotFoundError) as err:  # not an export directory
+        print(f"audiodistill transcribe: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
 
 
 def _options_class(command: str):
@@ -183,9 +193,9 @@ def _options_class(command: str):
 
         return ServeOptions
     if command == "transcribe":
-        from audiodistill.client import ClientOptions
+        from audiodistill.client import TranscribeOptions  # no torch either
 
-        return ClientOptions
+        return TranscribeOptions
     from audiodistill.teachers.convert import ConvertOptions
 
     return ConvertOptions
@@ -199,12 +209,12 @@ COMMANDS = {
     "eval": (_eval, "score teacher and students on one manifest: WER, CER, RTF, size"),
     "results": (_results, "generate docs/results.md from eval report.json files"),
     "export": (_export, "export a streaming student to ONNX (fp32, optionally int8)"),
-    "bench": (_bench, "edge benchmark of one model: RTF, chunk latency, memory, size"),
+    "bench": (_bench, "edge benchmark of one model: RTF, latency, memory, size"),
     "quickstart": (_quickstart, "the main job on embedded defaults: synth, label, report"),
     "convert-teacher": (_convert_teacher, "convert a CTranslate2 Whisper dir to transformers"),
     "train-codec-teacher": (_train_codec_teacher, "train the embedded codec teacher (EnCodec)"),
     "serve": (_serve, "serve models on Ray Serve: WebSocket streaming and OpenAI-style HTTP"),
-    "transcribe": (_transcribe, "send an audio file to a running server (stream or HTTP)"),
+    "transcribe": (_transcribe, "transcribe audio with an export here, or on a running server"),
 }
 
 
@@ -253,6 +263,20 @@ def overrides_from_args(extra: list[str]) -> list[str]:
     return out
 
 
+SET = "set_"  # argparse dest prefix of the options `_declare_options` declares
+
+
+def _declare_options(cmd: argparse.ArgumentParser, options_class: type) -> None:
+    """Declare every option of a command that takes FILE arguments, so in `--model DIR FILE`
+    DIR is read as the option's value and in `--int8 FILE` FILE is a file, not a value."""
+    for name, hint in typing.get_type_hints(options_class).items():
+        flags = dict.fromkeys([f"--{name.replace('_', '-')}", f"--{name}"])
+        if hint is bool:
+            cmd.add_argument(*flags, dest=SET + name, action="store_const", const="true")
+        elif name != "files":
+            cmd.add_argument(*flags, dest=SET + name, metavar=name.upper())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="audiodistill", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,14 +288,17 @@ def main(argv: list[str] | None = None) -> int:
         if name == "results":
             cmd.add_argument("--report", action="append", help="an eval report.json (repeatable)")
         if name == "transcribe":
-            cmd.add_argument("file", help="audio file to transcribe")
+            cmd.add_argument("files", nargs="+", metavar="FILE", help="audio; - is PCM on stdin")
+            _declare_options(cmd, _options_class(name))
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "model", None):
         extra = [*extra, f"models={json.dumps(args.model)}"]  # JSON is a YAML list
     if getattr(args, "report", None):
         extra = [*extra, f"reports={json.dumps(args.report)}"]
-    if getattr(args, "file", None):
-        extra = [*extra, f"file={json.dumps(args.file)}"]
+    if getattr(args, "files", None):
+        extra = [*extra, f"files={json.dumps(args.files)}"]
+    declared = {k[len(SET) :]: v for k, v in vars(args).items() if k.startswith(SET)}
+    extra += [f"{k}={v}" for k, v in declared.items() if v is not None]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # a line per utterance
     try:

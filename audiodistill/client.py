@@ -17,30 +17,60 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from audiodistill.audio import SAMPLE_RATE
 
+DEFAULT_URL = "ws://127.0.0.1:8000"  # the server `audiodistill serve` starts by default
+LOCAL_FORMATS = ("text", "json", "srt", "vtt")  # what an in-process run writes
+
 
 @dataclass(frozen=True)
-class ClientOptions:
-    # audio file to transcribe (any format load_audio reads)
-    file: str = ""
-    # server address: ws://HOST:PORT (streaming) or http://HOST:PORT (either works for both)
-    url: str = "ws://127.0.0.1:8000"
-    # served model id (None: the server's default model)
+class TranscribeOptions:
+    # audio files (any format load_audio reads); "-" reads raw PCM (s16le, mono) from stdin,
+    # in-process only
+    files: tuple[str, ...] = ()
+    # an export directory (`audiodistill export`, e.g. models/whisper-tiny-en-streaming) runs
+    # in-process, no server, unless `url` is given; anything else is a served model id
+    # (None: the server's default model)
     model: str | None = None
-    # send audio at real-time pace, as a microphone would
+    # server address ws://HOST:PORT (streaming) or http://HOST:PORT (either works for both);
+    # giving it always means the server (None: ws://127.0.0.1:8000)
+    url: str | None = None
+    # send audio at real-time pace, as a microphone would (server streaming)
     realtime: bool = False
-    # audio per WebSocket frame
+    # audio per WebSocket frame (server streaming)
     chunk_ms: int = 100
     # use the batch HTTP API (POST /v1/audio/transcriptions) instead of streaming
     http: bool = False
-    # HTTP response format: json, text, verbose_json, srt or vtt
-    response_format: str = "text"
+    # output: text, json, srt or vtt (in-process and HTTP; HTTP also takes verbose_json)
+    response_format: Literal["text", "json", "verbose_json", "srt", "vtt"] = "text"
     # Bearer key (None: the AUDIODISTILL_API_KEY environment variable, if set)
     api_key: str | None = None
+    # sample rate of the raw PCM read from stdin ("-"); resampled to 16 kHz
+    sample_rate: int = SAMPLE_RATE
+    # in-process: CPU threads for ONNX Runtime
+    threads: int = 1
+    # in-process: run the export's int8 graphs (an int8-only export runs them anyway)
+    int8: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise ValueError("give an audio file (or - for raw PCM on stdin)")
+        if not 1_000 <= self.sample_rate <= 384_000 or self.threads < 1 or self.chunk_ms < 1:
+            raise ValueError("sample_rate must be 1000-384000 Hz, threads and chunk_ms >= 1")
+        if self.in_process and self.response_format not in LOCAL_FORMATS:
+            raise ValueError(f"an in-process run writes {', '.join(LOCAL_FORMATS)}")
+        if not self.in_process and "-" in self.files:
+            raise ValueError("- (PCM on stdin) runs in-process only: --model EXPORT_DIR")
+
+    @property
+    def in_process(self) -> bool:
+        """Run `model` here: it is a directory and no server `url` was given."""
+        return self.url is None and self.model is not None and Path(self.model).is_dir()
 
 
 @dataclass
@@ -159,7 +189,7 @@ class _Credit:
             await self._moved.wait()
 
 
-def transcribe_http(options: ClientOptions, data: bytes, name: str) -> str:
+def transcribe_http(options: TranscribeOptions, data: bytes, name: str) -> str:
     """POST the file to /v1/audio/transcriptions; the response body as text."""
     import requests
 
@@ -167,7 +197,7 @@ def transcribe_http(options: ClientOptions, data: bytes, name: str) -> str:
     if options.model:
         fields["model"] = options.model
     response = requests.post(
-        _base(options.url, "http") + "/v1/audio/transcriptions",
+        _base(options.url or DEFAULT_URL, "http") + "/v1/audio/transcriptions",
         files={"file": (name, data)},
         data=fields,
         headers=_headers(options.api_key),
@@ -187,28 +217,24 @@ def _print_event(event: dict) -> None:
         print(f"\nerror {event.get('code')}: {event.get('message')}", file=sys.stderr)
 
 
-def run(options: ClientOptions) -> None:
-    """The `transcribe` command."""
-    from pathlib import Path
-
+def run(options: TranscribeOptions) -> None:
+    """The `transcribe` command against a server: each file in turn."""
     from audiodistill.audio import load_audio
 
-    if not options.file:
-        raise SystemExit("audiodistill transcribe: give an audio file")
-    if options.http:
-        print(transcribe_http(options, Path(options.file).read_bytes(), Path(options.file).name))
-        return
-    audio = load_audio(options.file)
-    result = asyncio.run(
-        stream_audio(
-            options.url,
-            audio,
-            options.model,
-            options.realtime,
-            options.chunk_ms,
-            options.api_key,
-            _print_event,
+    for file in options.files:
+        if options.http:
+            print(transcribe_http(options, Path(file).read_bytes(), Path(file).name))
+            continue
+        result = asyncio.run(
+            stream_audio(
+                options.url or DEFAULT_URL,
+                load_audio(file),
+                options.model,
+                options.realtime,
+                options.chunk_ms,
+                options.api_key,
+                _print_event,
+            )
         )
-    )
-    if result.close_code not in (1000, None):
-        raise SystemExit(f"stream closed with {result.close_code}: {result.close_reason}")
+        if result.close_code not in (1000, None):
+            raise SystemExit(f"stream closed with {result.close_code}: {result.close_reason}")

@@ -11,11 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+from audiodistill.audio import SAMPLE_RATE, resample, save_wav
 from audiodistill.bench import BenchOptions, bench_audio, run_bench
 from audiodistill.cli import main
 from audiodistill.ctc_decoding import LM_FILE, DecodingOptions, fit_char_lm
 from audiodistill.edge.recognizer import load_onnx_model
 from audiodistill.export import export_onnx
+from audiodistill.metrics import wer
 from audiodistill.students.streaming import (
     StreamingConfig,
     StreamingEncoder,
@@ -34,6 +36,7 @@ TINY = StreamingConfig(
 )
 BENCH_FIELDS = {
     "model",
+    "kind",
     "backend",
     "int8",
     "threads",
@@ -178,10 +181,11 @@ def test_bench_cli_writes_every_field(exported, tmp_path, capsys):
     report = json.loads(report_path.read_text())
     assert set(report) == BENCH_FIELDS
     assert report["model_file"] == "model.int8.onnx" and report["audio_seconds"] == 10.0
-    assert 0 < report["rtf"] < 1 and report["chunk_ms"] == 320
+    assert 0 < report["rtf"] < 1 and report["chunk_ms"] == 320 and report["kind"] == "streaming"
     assert report["chunk_latency_p50_ms"] <= report["chunk_latency_p99_ms"]
     printed = capsys.readouterr().out
-    assert printed.rstrip().splitlines()[-1].startswith("onnx int8, 1 thread(s): RTF ")
+    last_line = printed.rstrip().splitlines()[-1]
+    assert last_line.startswith("onnx int8, 1 thread(s), streaming: RTF ")
     assert json.loads(printed[: printed.rindex("}") + 1]) == report
     torch_report = run_bench(BenchOptions(model=str(student_dir), backend="torch", runs=1))
     fp32_report = run_bench(BenchOptions(model=str(out), backend="onnx", runs=1))
@@ -203,6 +207,7 @@ def test_edge_path_imports_neither_torch_nor_ray(exported):
         f"assert main(['bench', '--model', {str(out)!r}, '--backend', 'onnx', 'runs=1']) == 0\n"
         "import audiodistill.edge.ctc, audiodistill.edge.features\n"
         "import audiodistill.edge.recognizer, audiodistill.edge.whisper\n"
+        "import audiodistill.edge.transcribe\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray'))\n"
         "assert not heavy, heavy\n"
     )
@@ -214,8 +219,10 @@ def test_edge_path_imports_neither_torch_nor_ray(exported):
 
 
 @pytest.mark.slow
-def test_edge_install_runs_bench_without_torch(exported, tmp_path):
-    """`pip install audiodistill[edge]` into a fresh venv, then bench the int8 export there."""
+def test_edge_install_benches_and_transcribes_44k_without_torch(exported, speech, tmp_path):
+    """`pip install audiodistill[edge]` into a fresh venv, then bench the int8 export there
+    and transcribe a 44.1 kHz recording with a released student (its resampler comes with
+    the extra)."""
     _, out = exported
     source = tmp_path / "src"  # a copy: pip builds in the source tree
     source.mkdir()
@@ -248,6 +255,19 @@ def test_edge_install_runs_bench_without_torch(exported, tmp_path):
     )
     assert bench.returncode == 0, bench.stderr[-2000:]
     assert set(json.loads((tmp_path / "bench.json").read_text())) == BENCH_FIELDS
+    sentences, clips = speech
+    save_wav(tmp_path / "44k.wav", resample(clips[0], SAMPLE_RATE, 44_100), 44_100)
+    released = REPO / "models" / "whisper-tiny-en-streaming"
+    transcribe = subprocess.run(
+        [env_dir / "bin" / "audiodistill", "transcribe", "--model", released, "44k.wav"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environ,
+        cwd=tmp_path,
+    )
+    assert transcribe.returncode == 0, transcribe.stderr[-2000:]
+    assert wer(sentences[0], transcribe.stdout) < 0.5
 
 
 def _write_byte_tokenizer(path: Path, vocab_size: int) -> None:

@@ -100,9 +100,9 @@ def load_onnx_model(path: str | Path, int8: bool = False, threads: int = 1) -> O
     kind = "int8" if int8 else "fp32"
     if kind not in config["models"]:
         raise FileNotFoundError(
-                f"{path}: no {kind} model (it has {', '.join(config['models'])}); "
-                "--int8 runs the int8 one, `audiodistill export --int8` makes one"
-            )
+            f"{path}: no {kind} model (it has {', '.join(config['models'])}); "
+            "--int8 runs the int8 one, `audiodistill export --int8` makes one"
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one step is one chain of ops; no parallel branches
@@ -148,8 +148,16 @@ class OnnxStreamingRecognizer:
         last = self._chunks.flush()
         if last is not None:
             self._run(last)
-        text = self._stream.finalize()
+        text = self.end_segment()
         self.reset()
+        return text
+
+    def end_segment(self) -> str:
+        """The text so far as final; decoding starts again but the stream goes on: its encoder
+        state and pending frames carry into the next segment, as the server's sessions cut
+        a live stream at pauses."""
+        text = self._stream.finalize()
+        self._stream, self._text = self.model.decoder.stream(), ""
         return text
 
     def _run(self, step: Step) -> None:

@@ -104,9 +104,10 @@ class OnnxWhisper:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         files = self.config["models"][kind]
+        self.model_files = [path / files["encoder"], path / files["decoder"]]
         cpu = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(path / files["encoder"]), options, providers=cpu)
-        self.decoder = ort.InferenceSession(str(path / files["decoder"]), options, providers=cpu)
+        self.encoder = ort.InferenceSession(str(self.model_files[0]), options, providers=cpu)
+        self.decoder = ort.InferenceSession(str(self.model_files[1]), options, providers=cpu)
         self.tokenizer = ByteBPEDecoder(path / TOKENIZER_FILE)
         # the cross-attention keys and values of a silent window, to fill each utterance's
         # to the window (students/whisper_distil.py, `fill_window`): keys and values are
