@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,16 +23,30 @@ class AudioError(ValueError):
     """An input that cannot be used as audio; the message says why (shown per item)."""
 
 
-def load_audio(source: str | Path | bytes, max_seconds: float = MAX_SECONDS) -> np.ndarray:
-    """Decode a file (wav/flac/ogg/mp3/...) or bytes to 16 kHz mono float32 in [-1, 1].
+class AudioTooLong(AudioError):
+    """Audio over the duration allowed, found from the file's header before decoding."""
+
+
+# decoders name an in-memory input by its repr ("<_io.BytesIO object at 0x7f...>"), which
+# means nothing to whoever sent the file
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
+
+
+def load_audio(
+    source: str | Path | bytes | BinaryIO, max_seconds: float = MAX_SECONDS
+) -> np.ndarray:
+    """Decode a file (wav/flac/ogg/mp3/...), bytes or a seekable binary file object to
+    16 kHz mono float32 in [-1, 1].
 
     Stereo is averaged to mono, other rates are resampled. Raises AudioError with a reason
-    for missing, empty, undecodable, silent-length or over-long input.
+    for missing, empty, undecodable or too-short input, AudioTooLong (before decoding, where
+    the header says the duration) for input over `max_seconds`.
     """
     import soundfile as sf
 
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
-    if not isinstance(source, bytes):
+    in_memory = not isinstance(source, str | Path)
+    name = "<upload>" if in_memory else str(source)
+    if not in_memory:
         path = Path(source)
         if not path.is_file():
             raise AudioError(f"{name}: file not found")
@@ -38,31 +54,45 @@ def load_audio(source: str | Path | bytes, max_seconds: float = MAX_SECONDS) -> 
             raise AudioError(f"{name}: file is empty")
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        info = sf.info(handle)
-        if info.duration > max_seconds:
-            raise AudioError(f"{name}: {info.duration:.0f} s is longer than {max_seconds:.0f} s")
-        if isinstance(handle, io.BytesIO):
-            handle.seek(0)
+        _check_duration(sf.info(handle).duration, max_seconds, name)
+        _rewind(handle)
         data, rate = sf.read(handle, dtype="float32", always_2d=True)
     except AudioError:
         raise
     except Exception as err:  # soundfile cannot read it (mp3 on old libsndfile, garbage...)
-        data, rate = _decode_with_av(source, name, err)
-    return _to_model_input(data, rate, name)
+        _rewind(handle)
+        data, rate = _decode_with_av(handle, name, err, max_seconds)
+    audio = _to_model_input(data, rate, name)
+    _check_duration(len(audio) / SAMPLE_RATE, max_seconds, name)  # a header can understate it
+    return audio
 
 
-def _decode_with_av(source: str | Path | bytes, name: str, first_error: Exception):
+def _check_duration(seconds: float, max_seconds: float, name: str) -> None:
+    if seconds > max_seconds:
+        raise AudioTooLong(f"{name}: {seconds:.0f} s is longer than {max_seconds:.0f} s")
+
+
+def _rewind(handle) -> None:
+    if hasattr(handle, "seek"):
+        handle.seek(0)
+
+
+def _decode_with_av(handle, name: str, first_error: Exception, max_seconds: float):
     """Fallback decoder (PyAV/ffmpeg) for formats libsndfile does not handle."""
+    reason = _OBJECT_REPR.sub("the file", str(first_error))
     try:
         import av
 
-        handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-        with av.open(handle) as container:
+        with av.open(handle if hasattr(handle, "read") else str(handle)) as container:
             stream = container.streams.audio[0]
+            if container.duration is not None:  # microseconds, from the container's header
+                _check_duration(container.duration / 1e6, max_seconds, name)
             rate = stream.rate
             frames = [f.to_ndarray() for f in container.decode(stream)]
+    except AudioError:
+        raise
     except Exception:
-        raise AudioError(f"{name}: not decodable as audio ({first_error})") from first_error
+        raise AudioError(f"{name}: not decodable as audio ({reason})") from first_error
     if not frames:
         raise AudioError(f"{name}: no audio frames")
     # PyAV frames are [channels, samples] (planar) or [1, samples*channels] (packed)

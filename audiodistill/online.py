@@ -36,6 +36,8 @@ TranscribeFn = Callable[[np.ndarray], Awaitable[str]]
 # a session checks for the end of a segment every few VAD frames (3 x 30 ms), however
 # large the pieces a client sends
 SLICE_FRAMES = 3
+# a whole clip goes through the VAD 2,000 frames (60 s) at a time
+VAD_BLOCK_FRAMES = 2_000
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,110 @@ class LocalAgreementEngine:
         self._reset()
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A closed segment of a stream or clip, in 16 kHz samples from its start."""
+
+    start: int  # the first sample the engine was given for it (where it opened)
+    end: int  # where it closed: the engine's text covers audio[start:end]
+    speech_start: int  # its first speech frame
+    speech_end: int  # after its last speech frame (the close point when cut mid-speech)
+
+
+class Segmenter:
+    """Where a stream's segments open and close, decided every few VAD frames.
+
+    A segment with speech closes at a pause of `min_silence_ms` or once `max_segment_s`
+    long; one that has had no speech for `idle_drop_s` is dropped and a new one opens. Live
+    sessions and whole-clip transcription (`clip_segments`) both cut here, so a file gives
+    the same segments, and so the same text, over HTTP as over a stream.
+    """
+
+    CLOSE, DROP = "close", "drop"
+
+    def __init__(self, options: OnlineOptions = OnlineOptions()):
+        self.options = options
+        self.frame = options.vad.frame_samples
+        self._min_speech = -(-options.vad.min_speech_ms // options.vad.frame_ms)  # frames
+        self._min_silence = options.vad.min_silence_ms // options.vad.frame_ms  # frames
+        self.samples = 0  # samples seen
+        self._frames = 0  # VAD frames decided so far
+        self.open(0)
+
+    def open(self, start: int) -> None:
+        self.start = start  # sample where the open segment begins
+        self._speech_frames = 0
+        self._silence_run = 0  # non-speech frames since the last speech frame
+        self.speech_start: int | None = None  # sample where the segment's speech begins
+        self._speech_end = start  # sample after the last speech frame
+
+    @property
+    def has_speech(self) -> bool:
+        return self._speech_frames >= self._min_speech
+
+    def advance(self, flags: Sequence[bool], samples: int) -> str | None:
+        """Take the VAD decisions of frames completed by `samples` more samples; say whether
+        the open segment must now close (CLOSE), be dropped (DROP), or go on (None)."""
+        for speech in flags:
+            self._frames += 1
+            if speech:
+                self._speech_frames += 1
+                self._silence_run = 0
+                self._speech_end = self._frames * self.frame
+                if self.speech_start is None:
+                    self.speech_start = max(self._speech_end - self.frame, self.start)
+            else:
+                self._silence_run += 1
+        self.samples += samples
+        open_s = (self.samples - self.start) / SAMPLE_RATE
+        if self.has_speech and (
+            self._silence_run >= self._min_silence or open_s >= self.options.max_segment_s
+        ):
+            return self.CLOSE
+        if not self.has_speech and open_s >= self.options.idle_drop_s:
+            return self.DROP
+        return None
+
+    def close(self) -> Segment:
+        """The open segment, closed now; the next one opens here."""
+        speech_start = self.start if self.speech_start is None else self.speech_start
+        end = max(self._speech_end, speech_start)
+        if self._silence_run < self._min_silence:  # closed mid-speech: it ends now
+            end = self.samples
+        segment = Segment(self.start, self.samples, speech_start, end)
+        self.open(self.samples)
+        return segment
+
+
+def slices(pcm: np.ndarray, done: int, frame: int):
+    """`pcm`, which follows `done` samples of its stream, cut so every slice ends on a
+    boundary of SLICE_FRAMES VAD frames (counted from the stream's start)."""
+    step = SLICE_FRAMES * frame
+    first = step - done % step
+    yield pcm[:first]
+    for start in range(first, len(pcm), step):
+        yield pcm[start : start + step]
+
+
+def clip_segments(audio: np.ndarray, options: OnlineOptions = OnlineOptions()) -> list[Segment]:
+    """The segments a live session would cut `audio` into (only those with speech): how
+    whole files are transcribed, a piece at a time, with silence never reaching a model."""
+    segmenter, vad = Segmenter(options), EnergyVad(options.vad)
+    block = VAD_BLOCK_FRAMES * segmenter.frame  # the VAD's float64 powers stay small
+    flags = [f for i in range(0, len(audio), block) for f in vad.accept(audio[i : i + block])]
+    per_slice, segments = SLICE_FRAMES, []
+    for i, piece in enumerate(slices(audio, 0, segmenter.frame)):
+        decided = flags[i * per_slice : (i + 1) * per_slice] if len(piece) else []
+        verdict = segmenter.advance(decided, len(piece))
+        if verdict == Segmenter.CLOSE:
+            segments.append(segmenter.close())
+        elif verdict == Segmenter.DROP:
+            segmenter.open(segmenter.samples)
+    if segmenter.has_speech:
+        segments.append(segmenter.close())
+    return segments
+
+
 class OnlineSession:
     """One live stream: VAD segmentation around an engine, producing partial/final events."""
 
@@ -180,24 +286,13 @@ class OnlineSession:
         self.engine = engine
         self.options = options
         self._vad = EnergyVad(options.vad)
-        self._frame = options.vad.frame_samples
-        self._min_speech = -(-options.vad.min_speech_ms // options.vad.frame_ms)  # frames
-        self._min_silence = options.vad.min_silence_ms // options.vad.frame_ms  # frames
-        self.samples = 0  # stream samples received
-        self._vad_frames = 0  # VAD frames decided so far
-        self._open_segment(0)
-
-    def _open_segment(self, start: int) -> None:
-        self._start = start  # sample where the open segment begins
-        self._speech_frames = 0
-        self._silence_run = 0  # non-speech frames since the last speech frame
-        self._speech_start: int | None = None  # sample where the segment's speech begins
-        self._speech_end = start  # sample after the last speech frame
+        self._segments = Segmenter(options)
         self._partial = ""
 
     @property
-    def _has_speech(self) -> bool:
-        return self._speech_frames >= self._min_speech
+    def samples(self) -> int:
+        """Stream samples received."""
+        return self._segments.samples
 
     async def accept(self, pcm: np.ndarray) -> list[Event]:
         """Feed 16 kHz float32 samples (any count); return the events they caused.
@@ -205,62 +300,38 @@ class OnlineSession:
         A large piece is taken a few VAD frames at a time, so a pause inside it still
         closes a segment where the pause is, not at the end of the piece.
         """
-        events, text = [], self._partial
-        for piece in self._slices(np.asarray(pcm, dtype=np.float32).ravel()):
-            self._update_vad(piece)
-            text = await self.engine.accept(piece, self._has_speech)
-            open_s = (self.samples - self._start) / SAMPLE_RATE
-            if self._has_speech and (
-                self._silence_run >= self._min_silence or open_s >= self.options.max_segment_s
-            ):
+        events, text, segments = [], self._partial, self._segments
+        pcm = np.asarray(pcm, dtype=np.float32).ravel()
+        for piece in slices(pcm, segments.samples, segments.frame):
+            verdict = segments.advance(self._vad.accept(piece), len(piece))
+            text = await self.engine.accept(piece, segments.has_speech)
+            if verdict == Segmenter.CLOSE:
                 events += await self._close(flush=False)
                 text = ""
-            elif not self._has_speech and open_s >= self.options.idle_drop_s:
+            elif verdict == Segmenter.DROP:
                 await self.engine.drop_segment()
-                self._open_segment(self.samples)
-                text = ""
-        if self._has_speech and text and text != self._partial:
+                segments.open(segments.samples)
+                self._partial = text = ""
+        if segments.has_speech and text and text != self._partial:
             self._partial = text
-            start = self._seconds(self._speech_start)
-            events.append(Event("partial", text, start, self._seconds()))
+            start = _seconds(segments.speech_start)
+            events.append(Event("partial", text, start, _seconds(segments.samples)))
         return events
-
-    def _slices(self, pcm: np.ndarray):
-        """`pcm` cut so every slice ends on a VAD frame boundary, SLICE_FRAMES frames at most."""
-        step = SLICE_FRAMES * self._frame
-        first = step - self.samples % step
-        yield pcm[:first]
-        for start in range(first, len(pcm), step):
-            yield pcm[start : start + step]
-
-    def _update_vad(self, pcm: np.ndarray) -> None:
-        for speech in self._vad.accept(pcm):
-            self._vad_frames += 1
-            if speech:
-                self._speech_frames += 1
-                self._silence_run = 0
-                self._speech_end = self._vad_frames * self._frame
-                if self._speech_start is None:
-                    self._speech_start = max(self._speech_end - self._frame, self._start)
-            else:
-                self._silence_run += 1
-        self.samples += len(pcm)
 
     async def finish(self) -> list[Event]:
         """The stream has ended: the last segment's final event, if it had speech."""
-        if self._has_speech:
+        if self._segments.has_speech:
             return await self._close(flush=True)
         await self.engine.end_segment(flush=True)
         return []
 
     async def _close(self, flush: bool) -> list[Event]:
         text = await self.engine.end_segment(flush)
-        start = self._seconds(self._speech_start)
-        end = self._seconds(max(self._speech_end, self._speech_start))
-        if self._silence_run < self._min_silence:  # closed mid-speech: it ends now
-            end = self._seconds()
-        self._open_segment(self.samples)
+        segment = self._segments.close()
+        self._partial = ""
+        start, end = _seconds(segment.speech_start), _seconds(segment.speech_end)
         return [Event("final", text, start, end)] if text else []
 
-    def _seconds(self, samples: int | None = None) -> float:
-        return round((self.samples if samples is None else samples) / SAMPLE_RATE, 3)
+
+def _seconds(samples: int) -> float:
+    return round(samples / SAMPLE_RATE, 3)

@@ -68,21 +68,3 @@ class EnergyVad:
         else:
             self._floor_db += o.floor_rise * (db - self._floor_db)
         return bool(speech)
-
-
-def speech_regions(audio: np.ndarray, options: VadOptions = VadOptions()) -> list[tuple[int, int]]:
-    """(start, end) sample ranges of speech in a whole clip, split at pauses of at least
-    `min_silence_ms`; regions with less than `min_speech_ms` of speech are dropped."""
-    flags = EnergyVad(options).accept(audio)
-    step, gap = options.frame_samples, options.min_silence_ms // options.frame_ms
-    min_frames = -(-options.min_speech_ms // options.frame_ms)
-    regions, start, last, voiced = [], None, 0, 0
-    for i, speech in enumerate([*flags, *[False] * gap]):
-        if speech:
-            start = i if start is None else start
-            last, voiced = i, voiced + 1
-        elif start is not None and i - last >= gap:
-            if voiced >= min_frames:
-                regions.append((start * step, min((last + 1) * step, len(audio))))
-            start, voiced = None, 0
-    return regions

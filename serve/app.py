@@ -23,18 +23,23 @@ import os
 import time
 
 import numpy as np
-from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from audiodistill.audio import SAMPLE_RATE, AudioError, load_audio
-from audiodistill.online import CtcEngine, LocalAgreementEngine, OnlineSession
+from audiodistill.audio import SAMPLE_RATE, AudioError, AudioTooLong, load_audio
+from audiodistill.online import (
+    CtcEngine,
+    LocalAgreementEngine,
+    OnlineSession,
+    Segment,
+    clip_segments,
+)
 from audiodistill.serving import ModelInfo, model_id
-from audiodistill.vad import speech_regions
-from serve import formats
+from serve import formats, uploads
+from serve.formats import ApiError
 from serve.metrics import GatewayMetrics
 from serve.options import DeploymentOptions, ServeOptions
 from serve.protocol import (
@@ -77,29 +82,12 @@ class ModelDeployment:
         return await asyncio.to_thread(self.model.transcribe_prompted, audios, prompts)
 
 
-class ApiError(Exception):
-    """An HTTP error with OpenAI's error body."""
-
-    def __init__(self, status: int, message: str, code: str, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
-
-
 app = FastAPI(title="audiodistill", description="Streaming and batch speech recognition")
 
 
 @app.exception_handler(ApiError)
 async def _api_error(request: Request, err: ApiError) -> JSONResponse:
     return JSONResponse(formats.error_body(err.message, err.code, err.param), err.status)
-
-
-@app.exception_handler(RequestValidationError)
-async def _invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
-    first = err.errors()[0]
-    param = str(first["loc"][-1]) if first.get("loc") else None
-    return JSONResponse(
-        formats.error_body(f"{param}: {first['msg']}", "invalid_request", param), 400
-    )
 
 
 @serve.deployment
@@ -125,7 +113,8 @@ class Gateway:
         self.options = options
         self.limits = options.limits
         self.api_key = options.api_key or os.environ.get(API_KEY_ENV) or None
-        self.metrics = GatewayMetrics()
+        self.replica = serve.get_replica_context().replica_id.unique_id
+        self.metrics = GatewayMetrics(self.replica)
         self._infos: dict[str, ModelInfo] = {}
         self._streams = 0
 
@@ -155,7 +144,12 @@ class Gateway:
 
     @app.get("/healthz")
     async def healthz(self) -> dict:
-        return {"status": "ok", "models": list(self.models), "active_streams": self._streams}
+        return {
+            "status": "ok",
+            "models": list(self.models),
+            "active_streams": self._streams,
+            "replica": self.replica,  # Serve's proxy picks which replica answers
+        }
 
     @app.get("/metrics")
     async def metrics(self) -> Response:
@@ -177,114 +171,115 @@ class Gateway:
         return {"object": "list", "data": data}
 
     @app.post("/v1/audio/transcriptions")
-    async def transcriptions(
-        self,
-        request: Request,
-        file: UploadFile = File(...),
-        model: str | None = Form(None),
-        language: str | None = Form(None),
-        prompt: str | None = Form(None),
-        response_format: str = Form("json"),
-        stream: bool = Form(False),
-    ) -> Response:
+    async def transcriptions(self, request: Request) -> Response:
+        """OpenAI's transcription endpoint. Read by hand, not by FastAPI's form parameters,
+        so the key and the declared length are checked before the body is read."""
         started = time.perf_counter()
         try:
-            response = await self._transcribe_upload(
-                request, file, model, language, prompt or None, response_format, stream
-            )
+            self._require_key(request)
+            max_bytes = int(self.limits.max_upload_mb * 1_000_000)
+            form = await uploads.read_form(request, max_bytes)
+            try:
+                parsed = uploads.parse_request(form, max_bytes)
+                response, model = await self._transcribe_upload(parsed)
+            finally:
+                await form.close()
         except ApiError as err:
-            self.metrics.requests.labels("transcriptions", str(err.status)).inc()
-            self.metrics.errors.labels("transcriptions", err.code).inc()
+            self._count("transcriptions", str(err.status), err.code)
             raise
-        self.metrics.requests.labels("transcriptions", "200").inc()
-        self.metrics.latency.labels(model or self.default_model).observe(
-            time.perf_counter() - started
-        )
+        self._count("transcriptions", "200")
+        self.metrics.latency.record(time.perf_counter() - started, model)
         return response
 
-    async def _transcribe_upload(
-        self, request, file, model, language, prompt, response_format, stream
-    ):
-        self._require_key(request)
-        if response_format not in formats.RESPONSE_FORMATS:
-            allowed = ", ".join(formats.RESPONSE_FORMATS)
-            raise ApiError(
-                400, f"response_format must be one of {allowed}", "invalid_value", "response_format"
-            )
-        handle, info = await self._model(model)
-        if language not in (None, "", info.language):
+    def _count(self, route: str, status: str, reason: str | None = None) -> None:
+        self.metrics.requests.record(1, route, status)
+        if reason is not None:
+            self.metrics.errors.record(1, route, reason)
+
+    async def _transcribe_upload(self, req: uploads.TranscriptionRequest):
+        """A whole file, cut into segments the way a live stream of it would be (so the
+        text is the same on both paths), each transcribed as a request of its own."""
+        handle, info = await self._model(req.model)
+        if req.language not in (None, info.language):
             raise ApiError(
                 400,
                 f"model {info.id!r} transcribes {info.language!r} only",
                 "unsupported_language",
                 "language",
             )
-        audio = await self._read_audio(file)
-        self.metrics.audio_seconds.labels(info.id, "transcriptions").inc(len(audio) / SAMPLE_RATE)
-        if stream:
-            events = self._sse(handle, audio, prompt)
-            return StreamingResponse(events, media_type="text/event-stream")
-        if response_format in formats.SEGMENTED_FORMATS:
-            segments = await self._segments(handle, audio, prompt)
-            duration = len(audio) / SAMPLE_RATE
-            if response_format == "verbose_json":
-                return JSONResponse(formats.verbose_json(segments, duration, info.language))
-            render = formats.srt if response_format == "srt" else formats.vtt
-            return PlainTextResponse(render(segments))
-        text = await handle.transcribe.remote(audio, prompt)
-        return (
-            PlainTextResponse(text) if response_format == "text" else JSONResponse({"text": text})
-        )
+        audio = await self._read_audio(req.file)
+        self.metrics.audio_seconds.record(len(audio) / SAMPLE_RATE, info.id, "transcriptions")
+        segments = await asyncio.to_thread(clip_segments, audio, self.options.online)
+        texts = self._transcribe_segments(handle, audio, segments, req.prompt)
+        if req.stream:
+            events = self._sse(texts)
+            return StreamingResponse(events, media_type="text/event-stream"), info.id
+        try:
+            done = await asyncio.gather(*texts)
+        finally:
+            for task in texts:  # one failed: the others stop too
+                task.cancel()
+        timed = [
+            formats.Segment(s.speech_start / SAMPLE_RATE, s.speech_end / SAMPLE_RATE, text)
+            for s, text in zip(segments, done, strict=True)
+            if text
+        ]
+        duration = len(audio) / SAMPLE_RATE
+        return formats.render(req.response_format, timed, duration, info.language), info.id
 
-    async def _read_audio(self, file: UploadFile) -> np.ndarray:
-        limit = int(self.limits.max_upload_mb * 1_000_000)
-        data = await file.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(
-                413,
-                f"file is over the {self.limits.max_upload_mb:g} MB limit",
-                "file_too_large",
-                "file",
-            )
-        if not data:
+    async def _read_audio(self, file) -> np.ndarray:
+        if not file.size:
             raise ApiError(400, "file is empty", "invalid_file", "file")
         try:
-            return await asyncio.to_thread(load_audio, data)
+            return await asyncio.to_thread(load_audio, file.file, self.limits.max_audio_seconds)
+        except AudioTooLong as err:
+            raise ApiError(
+                413,
+                f"audio is over the {self.limits.max_audio_seconds:g} s limit",
+                "audio_too_long",
+                "file",
+            ) from err
         except AudioError as err:
             raise ApiError(
                 400, f"could not read the audio file: {err}", "invalid_file", "file"
             ) from err
 
-    async def _segments(self, handle, audio: np.ndarray, prompt) -> list[formats.Segment]:
-        """Speech regions found by the VAD, transcribed concurrently (so batched); the prompt
-        guides every region."""
-        regions = speech_regions(audio, self.options.online.vad)
-        texts = await asyncio.gather(
-            *(handle.transcribe.remote(audio[a:b], prompt) for a, b in regions)
-        )
-        return [
-            formats.Segment(a / SAMPLE_RATE, b / SAMPLE_RATE, text)
-            for (a, b), text in zip(regions, texts, strict=True)
-            if text
-        ]
+    def _transcribe_segments(
+        self, handle, audio: np.ndarray, segments: list[Segment], prompt: str | None
+    ) -> list[asyncio.Task]:
+        """One task per segment, in order. At most `limits.segments_in_flight` of one file
+        are with the model at a time, so a long file queues with other requests instead of
+        filling the model's batches for a minute. The prompt guides every segment."""
+        gate = asyncio.Semaphore(self.limits.segments_in_flight)
 
-    async def _sse(self, handle, audio: np.ndarray, prompt):
-        """OpenAI's transcription stream: one delta per speech region as it is transcribed."""
-        texts = []
-        for a, b in speech_regions(audio, self.options.online.vad):
-            text = await handle.transcribe.remote(audio[a:b], prompt)
-            if text:
-                delta = text if not texts else " " + text
-                texts.append(text)
-                yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta})}\n\n"
-        done = {"type": "transcript.text.done", "text": " ".join(texts)}
-        yield f"data: {json.dumps(done)}\n\n"
+        async def one(segment: Segment) -> str:
+            async with gate:
+                piece = audio[segment.start : segment.end]
+                return (await handle.transcribe.remote(piece, prompt)).strip()
+
+        return [asyncio.create_task(one(s)) for s in segments]
+
+    async def _sse(self, texts: list[asyncio.Task]):
+        """OpenAI's transcription stream: one delta per segment, in order, as it is done."""
+        done = []
+        try:
+            for task in texts:
+                text = await task
+                if text:
+                    delta = text if not done else " " + text
+                    done.append(text)
+                    payload = {"type": "transcript.text.delta", "delta": delta}
+                    yield f"data: {json.dumps(payload)}\n\n"
+        finally:
+            for task in texts:  # a client that went away stops the rest
+                task.cancel()
+        yield f"data: {json.dumps({'type': 'transcript.text.done', 'text': ' '.join(done)})}\n\n"
 
     @app.websocket("/v1/stream")
     async def stream(self, ws: WebSocket) -> None:
         await ws.accept()
         self._streams += 1
-        self.metrics.active_streams.inc()
+        self.metrics.active_streams.record(self._streams)
         status = "ok"
         try:
             await self._serve_stream(ws)
@@ -299,10 +294,9 @@ class Gateway:
             await self._close(ws, CLOSE_INTERNAL, "internal error", send_error=True)
         finally:
             self._streams -= 1
-            self.metrics.active_streams.dec()
-            self.metrics.requests.labels("stream", status).inc()
-            if status not in ("ok", "disconnect"):
-                self.metrics.errors.labels("stream", status).inc()
+            self.metrics.active_streams.record(self._streams)
+            failed = status not in ("ok", "disconnect")
+            self._count("stream", status, status if failed else None)
 
     async def _close(self, ws: WebSocket, code: int, reason: str, send_error: bool) -> None:
         if ws.client_state != WebSocketState.CONNECTED:
@@ -318,16 +312,20 @@ class Gateway:
             pass  # the client is gone already
 
     async def _receive(self, ws: WebSocket, flow: FlowWindow | None = None) -> dict:
-        """The next message. Silence past idle_timeout_s closes the stream, unless (with
-        `flow`) the client is waiting for credit while the server works through its audio."""
+        """The next message. A stream that sends nothing for idle_timeout_s is closed; with
+        `flow`, a client waiting for credit is not idle while its audio is queued, and its
+        idle time counts from the later of its last message and the model's last progress."""
+        idle = self.limits.idle_timeout_s
+        since = time.monotonic()
         while True:
             try:
-                message = await asyncio.wait_for(ws.receive(), self.limits.idle_timeout_s)
+                message = await asyncio.wait_for(ws.receive(), since + idle - time.monotonic())
                 break
             except asyncio.TimeoutError as err:
-                if flow is None or not flow.waiting_on_server(self.limits.idle_timeout_s):
-                    idle = f"idle for {self.limits.idle_timeout_s:g} s"
-                    raise ProtocolError(CLOSE_POLICY, idle) from err
+                later = flow.idle_since(since) if flow is not None else since
+                if later is not None and later + idle <= time.monotonic():
+                    raise ProtocolError(CLOSE_POLICY, f"idle for {idle:g} s") from err
+                since = time.monotonic() if later is None else later
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1005))
         return message
@@ -359,64 +357,72 @@ class Gateway:
         flow = FlowWindow(int(self.limits.window_s * SAMPLE_RATE))
         ready = event("ready", model=info.id, streaming=info.streaming)
         await self._send(ws, {**ready, "window_s": self.limits.window_s})
-        frames: asyncio.Queue = asyncio.Queue()
-        reader = asyncio.create_task(self._read_frames(ws, decoder, flow, frames))
-        try:
-            while True:
-                item = await frames.get()
-                if isinstance(item, BaseException):
-                    raise item
-                pcm, arrived = item
-                if pcm is None:  # the end message
-                    break
-                await self._send_events(ws, await session.accept(pcm), info.id, arrived)
-                if flow.process(len(pcm)):
-                    await self._send(ws, event("ack", audio_seconds=flow.processed / SAMPLE_RATE))
-        finally:
-            reader.cancel()
+        arrived = await self._pump(ws, session, decoder, flow, info.id)
         events = await session.accept(decoder.flush()) + await session.finish()
         await self._send_events(ws, events, info.id, arrived)
         seconds = round(session.samples / SAMPLE_RATE, 3)
-        self.metrics.audio_seconds.labels(info.id, "stream").inc(seconds)
+        self.metrics.audio_seconds.record(seconds, info.id, "stream")
         await self._send(ws, event("done", audio_seconds=seconds))
         await ws.close(CLOSE_NORMAL, "done")
 
+    async def _pump(self, ws, session, decoder, flow: FlowWindow, model: str) -> float:
+        """Read frames and decode them concurrently until the end message (returns when it
+        arrived). A client error (past its window, a bad frame) ends the stream as soon as
+        the reader sees it, not once the model has worked through the audio before it."""
+        frames: asyncio.Queue = asyncio.Queue()
+        reader = asyncio.create_task(self._read_frames(ws, decoder, flow, frames))
+        worker = asyncio.create_task(self._process_frames(ws, session, flow, frames, model))
+        try:
+            done, _ = await asyncio.wait({reader, worker}, return_when=asyncio.FIRST_EXCEPTION)
+            if reader in done and reader.exception() is not None:
+                raise reader.exception()
+            return await worker
+        finally:
+            reader.cancel()
+            worker.cancel()
+
+    async def _process_frames(self, ws, session, flow: FlowWindow, frames, model: str) -> float:
+        """Decode queued frames until the end message; returns its arrival time."""
+        while True:
+            pcm, arrived = await frames.get()
+            if pcm is None:  # the end message
+                return arrived
+            await self._send_events(ws, await session.accept(pcm), model, arrived)
+            if flow.process(len(pcm)):
+                await self._send(ws, event("ack", audio_seconds=flow.processed / SAMPLE_RATE))
+
     async def _read_frames(self, ws, decoder: PcmDecoder, flow: FlowWindow, frames) -> None:
         """Take frames off the socket as they arrive, while earlier ones are decoded: a client
-        past its flow-control window is caught on that frame, not once the model reaches it.
-        Puts (16 kHz samples, arrival time), then (None, arrival time) at `end`, or the error
-        that ended the stream."""
+        past its flow-control window is caught on that frame. Puts (16 kHz samples, arrival
+        time), then (None, arrival time) at `end`; raises what ends the stream early."""
         max_samples = self.limits.max_stream_seconds * SAMPLE_RATE
-        try:
-            while True:
-                message = await self._receive(ws, flow)
-                arrived = time.perf_counter()
-                if message.get("bytes") is not None:
-                    if len(message["bytes"]) > self.limits.max_frame_bytes:
-                        raise ProtocolError(
-                            CLOSE_TOO_BIG, f"frame over {self.limits.max_frame_bytes} bytes"
-                        )
-                    pcm = decoder.decode(message["bytes"])
-                    flow.receive(len(pcm))
-                    if flow.received > max_samples:
-                        raise ProtocolError(
-                            CLOSE_POLICY, f"stream over {self.limits.max_stream_seconds:g} s"
-                        )
-                    frames.put_nowait((pcm, arrived))
-                elif message.get("text") is not None:
-                    parse_control(message["text"])  # "end", or a ProtocolError
-                    frames.put_nowait((None, arrived))
-                    return
-                else:
-                    raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
-        except (ProtocolError, WebSocketDisconnect) as err:
-            frames.put_nowait(err)
+        while True:
+            message = await self._receive(ws, flow)
+            arrived = time.perf_counter()
+            if message.get("bytes") is not None:
+                if len(message["bytes"]) > self.limits.max_frame_bytes:
+                    raise ProtocolError(
+                        CLOSE_TOO_BIG, f"frame over {self.limits.max_frame_bytes} bytes"
+                    )
+                pcm = decoder.decode(message["bytes"])
+                flow.receive(len(pcm))
+                if flow.received > max_samples:
+                    raise ProtocolError(
+                        CLOSE_POLICY, f"stream over {self.limits.max_stream_seconds:g} s"
+                    )
+                frames.put_nowait((pcm, arrived))
+            elif message.get("text") is not None:
+                parse_control(message["text"])  # "end", or a ProtocolError
+                frames.put_nowait((None, arrived))
+                return
+            else:
+                raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
 
     async def _send_events(self, ws, events, model: str, arrived: float) -> None:
         """Send events caused by the message that arrived at `arrived` (perf_counter)."""
         for e in events:
             if e.type == "final":
-                self.metrics.final_latency.labels(model).observe(time.perf_counter() - arrived)
+                self.metrics.final_latency.record(time.perf_counter() - arrived, model)
             await self._send(ws, e.to_dict())
 
     @serve.batch
@@ -485,7 +491,7 @@ def build_app(options: ServeOptions):
     }
     gateway = Gateway.options(
         # streams are long-lived requests: each holds one slot for its whole duration
-        max_ongoing_requests=options.limits.max_streams + 100,
+        max_ongoing_requests=options.limits.max_streams + options.limits.max_http_requests,
         num_replicas=options.gateway_replicas,
         ray_actor_options={"num_cpus": options.gateway_cpus},
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
-SEGMENTED_FORMATS = ("verbose_json", "srt", "vtt")  # need per-segment times
 
 
 @dataclass
@@ -48,6 +49,29 @@ def verbose_json(segments: list[Segment], duration: float, language: str) -> dic
             for i, s in enumerate(segments)
         ],
     }
+
+
+class ApiError(Exception):
+    """An HTTP error with OpenAI's error body."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+def render(response_format: str, segments: list[Segment], duration: float, language: str):
+    """The response for a transcription in `response_format` (one of RESPONSE_FORMATS)."""
+    text = " ".join(s.text for s in segments)
+    body: Response
+    if response_format == "json":
+        body = JSONResponse({"text": text})
+    elif response_format == "text":
+        body = PlainTextResponse(text)
+    elif response_format == "verbose_json":
+        body = JSONResponse(verbose_json(segments, duration, language))
+    else:
+        body = PlainTextResponse(srt(segments) if response_format == "srt" else vtt(segments))
+    return body
 
 
 def error_body(message: str, code: str, param: str | None = None) -> dict:

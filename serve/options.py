@@ -45,8 +45,17 @@ class DeploymentOptions:
 class LimitOptions:
     """What one client may ask of the server."""
 
-    # largest upload to /v1/audio/transcriptions (OpenAI's own limit is 25 MB)
+    # largest upload to /v1/audio/transcriptions (OpenAI's own limit is 25 MB); checked
+    # against Content-Length before the body is read, and counted as it arrives
     max_upload_mb: float = 25.0
+    # longest audio an upload may hold, refused with 413 from the file's header before it
+    # is decoded (small compressed files can hold hours: 1 h of silence is 180 KB of FLAC)
+    max_audio_seconds: float = 7200.0
+    # segments of one upload with a model at a time: a long file then waits its turn
+    # between other requests' batches instead of filling them (its segments are <= 25 s)
+    segments_in_flight: int = 2
+    # HTTP requests in progress per gateway replica, beside its streams; Serve queues more
+    max_http_requests: int = 100
     # longest audio one stream may send
     max_stream_seconds: float = 3600.0
     # largest single binary frame on a stream (1 MiB is 32 s of 16 kHz int16)
@@ -60,7 +69,8 @@ class LimitOptions:
     idle_timeout_s: float = 30.0
     # an event the client does not read within this long closes its stream
     send_timeout_s: float = 10.0
-    # concurrent streams per gateway replica; more are refused with close code 1013
+    # concurrent streams per gateway replica; more are refused with an error event and close
+    # code 1013 (the replica admits max_streams + max_http_requests connections in all)
     max_streams: int = 200
 
     def __post_init__(self):

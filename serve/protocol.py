@@ -129,11 +129,13 @@ class FlowWindow:
         self.acked = 0  # `processed` when the last ack went out
         self.progress_at = time.monotonic()  # when the model last consumed some
 
-    def waiting_on_server(self, idle_s: float) -> bool:
-        """Whether a silent client may just be waiting for credit: audio is still queued, or
-        the server consumed some within the last `idle_s` (so acks may still be on the way)."""
-        recent = time.monotonic() - self.progress_at < idle_s
-        return self.received > self.processed or recent
+    def idle_since(self, since: float) -> float | None:
+        """When a client silent since `since` (time.monotonic) became idle: then, or later
+        if the model consumed audio since (its acks may have been on the way); None while
+        audio is still queued (the client may be waiting for credit)."""
+        if self.received > self.processed:
+            return None
+        return max(since, self.progress_at)
 
     def receive(self, samples: int) -> None:
         """Count a frame in; ProtocolError if the client sent it without credit."""

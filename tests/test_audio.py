@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiodistill.audio import SAMPLE_RATE, AudioError, load_audio
+from audiodistill.audio import SAMPLE_RATE, AudioError, AudioTooLong, load_audio
 
 
 def _tone(rate, seconds=0.5, channels=1):
@@ -48,5 +48,17 @@ def test_missing_too_short_and_too_long(tmp_path):
     with pytest.raises(AudioError, match="shorter than"):
         load_audio(tmp_path / "short.wav")
     sf.write(tmp_path / "long.wav", np.zeros(SAMPLE_RATE * 3, dtype=np.float32), SAMPLE_RATE)
-    with pytest.raises(AudioError, match="longer than"):
+    with pytest.raises(AudioTooLong, match="longer than"):
         load_audio(tmp_path / "long.wav", max_seconds=2)
+
+
+def test_file_objects_and_messages_without_internals(tmp_path):
+    sf.write(tmp_path / "x.flac", _tone(22050), 22050)
+    with open(tmp_path / "x.flac", "rb") as f:  # what an upload spooled to disk is
+        assert abs(len(load_audio(f)) - SAMPLE_RATE // 2) <= 2
+    with pytest.raises(AudioError) as err:
+        load_audio(b"\x00\x01garbage" * 100)
+    assert "object at 0x" not in str(err.value) and str(err.value).startswith("<upload>")
+    sf.write(tmp_path / "long.flac", np.zeros(SAMPLE_RATE * 3, dtype=np.int16), SAMPLE_RATE)
+    with open(tmp_path / "long.flac", "rb") as f, pytest.raises(AudioTooLong):
+        load_audio(f, max_seconds=2)

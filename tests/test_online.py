@@ -12,10 +12,11 @@ from audiodistill.online import (
     OnlineOptions,
     OnlineSession,
     agreed_prefix,
+    clip_segments,
 )
 from audiodistill.students.streaming import chunk_queue, load_student, step_streams
 from audiodistill.testing.dummies import save_untrained_streaming_student
-from audiodistill.vad import EnergyVad, VadOptions, speech_regions
+from audiodistill.vad import EnergyVad, VadOptions
 
 
 def _silence(seconds: float) -> np.ndarray:
@@ -72,14 +73,48 @@ def test_vad_ignores_steady_noise():
     assert not any(EnergyVad().accept(noise))
 
 
-def test_speech_regions_split_only_at_long_pauses():
-    options = VadOptions(min_silence_ms=600)
+def test_clip_segments_split_only_at_long_pauses():
+    options = OnlineOptions(vad=VadOptions(min_silence_ms=600))
     audio = np.concatenate(
         [_silence(0.3), _tone(0.6), _silence(0.3), _tone(0.6), _silence(1.0), _tone(0.6)]
     )
-    regions = np.array(speech_regions(audio, options)) / SAMPLE_RATE
+    segments = clip_segments(audio, options)
+    spans = np.array([(s.speech_start, s.speech_end) for s in segments]) / SAMPLE_RATE
     # the 0.3 s pause does not split; edges are exact to one 30 ms frame
-    np.testing.assert_allclose(regions, [(0.3, 1.8), (2.8, 3.4)], atol=0.03)
+    np.testing.assert_allclose(spans, [(0.3, 1.8), (2.8, 3.4)], atol=0.03)
+    # together the segments cover the clip up to the last speech: no audio is skipped
+    assert segments[0].start == 0 and segments[1].start == segments[0].end
+
+
+def test_clip_segments_are_bounded_and_skip_silence():
+    options = OnlineOptions(max_segment_s=5.0)
+    audio = np.concatenate([_silence(30.0), _tone(12.0), _silence(30.0)])
+    segments = clip_segments(audio, options)
+    lengths = [(s.end - s.start) / SAMPLE_RATE for s in segments]
+    assert len(segments) == 3 and max(lengths) <= 5.0 + 0.1
+    # 30 s of leading silence is dropped two seconds at a time, never sent to a model
+    assert segments[0].start >= 28 * SAMPLE_RATE
+    assert clip_segments(_silence(600.0), options) == []
+
+
+def test_clip_segments_equal_a_live_sessions_finals(speech):
+    """What a whole file is cut into equals what a stream of it closes, so the HTTP text
+    (each segment transcribed) equals the stream's finals."""
+    _, clips = speech
+    gap = _silence(1.0)
+    audio = np.concatenate([gap, clips[0], gap, clips[1], _silence(0.2), clips[2], gap])
+
+    async def transcribe(piece):  # a stand-in model: the text says which audio it got
+        return f"{len(piece)} {float(np.abs(piece).sum()):.3f}"
+
+    options = OnlineOptions(max_segment_s=4.0)
+    session = OnlineSession(LocalAgreementEngine(transcribe, 1.0), options)
+    finals = [e for e in asyncio.run(_run(session, audio)) if e.type == "final"]
+    segments = clip_segments(audio, options)
+    offline = [asyncio.run(transcribe(audio[s.start : s.end])) for s in segments]
+    assert [f.text for f in finals] == offline and len(finals) >= 3
+    times = [(s.speech_start / SAMPLE_RATE, s.speech_end / SAMPLE_RATE) for s in segments]
+    np.testing.assert_allclose([(f.start, f.end) for f in finals], times, atol=1e-3)
 
 
 def test_agreed_prefix():

@@ -101,9 +101,8 @@ def test_a_silent_client_waiting_for_credit_is_not_idle(monkeypatch):
     flow = FlowWindow(window=1000)
     flow.receive(1000)
     clock[0] += 60
-    assert flow.waiting_on_server(idle_s=30)  # its audio is still queued
-    flow.process(1000)
+    assert flow.idle_since(100.0) is None  # its audio is still queued
+    flow.process(1000)  # at 160: the ack went out then
     clock[0] += 10
-    assert flow.waiting_on_server(idle_s=30)  # an ack went out 10 s ago
-    clock[0] += 30
-    assert not flow.waiting_on_server(idle_s=30)  # nothing queued, nothing done: idle
+    assert flow.idle_since(100.0) == 160.0  # idle from the ack, not from its last frame
+    assert flow.idle_since(165.0) == 165.0  # a message after the ack: idle from it

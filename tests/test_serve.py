@@ -4,7 +4,6 @@ streams, limits, and bad input while a healthy stream runs beside it."""
 import asyncio
 import io
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -13,23 +12,12 @@ import soundfile as sf
 
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.edge.recognizer import load_onnx_model
+from audiodistill.testing.loopback import exchange, free_port, wav_bytes, ws_url
 
 pytestmark = pytest.mark.integration
 KEY = "test-key"
 WINDOW_S = 4.0  # flow-control window: small, so a short test stream runs into it
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wav(audio: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +41,7 @@ def server(tmp_path_factory):
     )
     options = ServeOptions(
         models=(student, "teacher:ct2", str(root / "tiny-whisper-onnx")),
-        port=_free_port(),
+        port=free_port(),
         api_key=KEY,
         limits=limits,
         blocking=False,
@@ -80,27 +68,8 @@ def offline(server, speech):
     }
 
 
-def _ws(url: str) -> str:
-    return url.replace("http", "ws", 1) + "/v1/stream"
-
-
 async def _exchange(url, messages, headers=AUTH, read_timeout=20.0):
-    """Send `messages` (str or bytes), then read until the server closes; returns
-    (close code, reason, events)."""
-    import websockets
-
-    events = []
-    async with websockets.connect(_ws(url), additional_headers=headers) as ws:
-        try:
-            for message in messages:
-                await ws.send(message)
-            async with asyncio.timeout(read_timeout):
-                async for message in ws:
-                    events.append(json.loads(message))
-        except websockets.ConnectionClosed:
-            pass
-        await ws.wait_closed()
-        return ws.close_code, ws.close_reason, events
+    return await exchange(url, messages, headers, read_timeout)
 
 
 def _config(**fields) -> str:
@@ -124,7 +93,7 @@ def test_openai_sdk_works_unchanged(server, offline):
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY)
     served = ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx"]
     assert [m.id for m in client.models.list()] == served
-    upload = ("clip.wav", _wav(clip))
+    upload = ("clip.wav", wav_bytes(clip))
     result = client.audio.transcriptions.create(model="teacher-ct2", file=upload)
     assert result.text == expected["teacher-ct2"]
     released = client.audio.transcriptions.create(model="tiny-whisper-onnx", file=upload)
@@ -162,7 +131,7 @@ def test_prompt_guides_whisper_models_and_is_ignored_by_ctc(server):
 
     url = server[0]
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY)
-    upload = ("named.wav", _wav(speak(("I think the wooden engine belongs to Debra.",))[0]))
+    upload = ("named.wav", wav_bytes(speak(("I think the wooden engine belongs to Debra.",))[0]))
     plain = client.audio.transcriptions.create(model="teacher-ct2", file=upload)
     assert "Deborah" in plain.text  # tiny.en's spelling without a prompt
     guided = client.audio.transcriptions.create(model="teacher-ct2", file=upload, prompt="Debra")
@@ -256,7 +225,7 @@ async def _bad_streams(url) -> dict:
 async def _abrupt_disconnect(url, clip) -> None:
     import websockets
 
-    ws = await websockets.connect(_ws(url), additional_headers=AUTH)
+    ws = await websockets.connect(ws_url(url), additional_headers=AUTH)
     await ws.send(_config(model="teacher-ct2"))
     await ws.send((clip[: SAMPLE_RATE * 2] * 32767).astype("<i2").tobytes())
     ws.transport.abort()  # no close frame, no end message
@@ -267,7 +236,7 @@ async def _flooder(url, clip) -> tuple[int, str]:
     all (or the server has closed); then drains what is left to see the close."""
     import websockets
 
-    async with websockets.connect(_ws(url), additional_headers=AUTH, max_queue=1) as ws:
+    async with websockets.connect(ws_url(url), additional_headers=AUTH, max_queue=1) as ws:
         await ws.send(_config(model="tiny-stream"))
         audio = (np.tile(clip, 40)[: 120 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
         try:
@@ -282,7 +251,7 @@ async def _flooder(url, clip) -> tuple[int, str]:
 
 
 def _http_bad_inputs(url, clip) -> dict:
-    wav = _wav(clip)
+    wav = wav_bytes(clip)
     post = f"{url}/v1/audio/transcriptions"
 
     def send(data, **fields):
@@ -338,7 +307,7 @@ def test_bad_input_fails_alone_while_a_healthy_stream_finishes(server, offline):
     again = asyncio.run(stream_audio(url, clip, "tiny-stream", False, 100, KEY))
     assert again.text() == expected["tiny-stream"]
     metrics = requests.get(f"{url}/metrics", timeout=10).text
-    assert 'audiodistill_errors_total{reason="1007",route="stream"}' in metrics
+    assert 'audiodistill_errors_total{reason="1007",replica=' in metrics
 
 
 def test_idle_stream_is_closed(server):
@@ -352,7 +321,7 @@ def test_transcribe_command_streams_and_posts(server, offline, tmp_path, capsys)
     url = server[0]
     clip, expected = offline
     path = tmp_path / "clip.wav"
-    path.write_bytes(_wav(clip))
+    path.write_bytes(wav_bytes(clip))
     common = ["model=teacher-ct2", f"api_key={KEY}"]
     assert main(["transcribe", str(path), "--url", url, "--http", *common]) == 0
     assert capsys.readouterr().out.strip() == expected["teacher-ct2"]
