@@ -37,7 +37,7 @@ from typing import Any
 import torch
 import yaml
 
-from audiodistill.config import save_config
+from audiodistill.config import save_config, to_dict
 from audiodistill.distill import (
     DataError,
     DistillOptions,
@@ -73,7 +73,7 @@ def run(options: DistillOptions) -> dict[str, Any]:
     task = build_task(options)
     train_rows, dev_rows = prepare(options, task)
     out = Path(options.out).resolve()
-    _check_same_student(out, options.student)
+    _check_resumable(out, options)
     save_config(options, out / "config.yaml")
     start = time.perf_counter()
     result = _fit(options, out, train_rows, dev_rows)
@@ -135,13 +135,25 @@ def prepare(options: DistillOptions, task: StudentTask):
     return train, dev.head(options.train.dev_limit)
 
 
-def _check_same_student(out: Path, student: str) -> None:
-    """A run dir resumes only its own student: another one's checkpoints would not load."""
-    config = out / "config.yaml"
-    if config.exists():
-        previous = (yaml.safe_load(config.read_text()) or {}).get("student")
-        if previous != student:
-            raise DataError(f"{out} holds a {previous!r} run; use another out for {student!r}")
+def _check_resumable(out: Path, options: DistillOptions) -> None:
+    """A run dir resumes only the run it holds: checkpoints of another student would not
+    load, and ones trained on other data or another model would be continued silently as if
+    they were this run's. Training options (steps, schedule, workers) may change."""
+    saved = out / "config.yaml"
+    if not saved.exists():
+        return
+    previous, current = yaml.safe_load(saved.read_text()) or {}, to_dict(options)
+    if previous.get("student") != options.student:
+        raise DataError(
+            f"{out} holds a {previous.get('student')!r} run; use another out for "
+            f"{options.student!r}"
+        )
+    for section in ("data", options.student.replace("-", "_")):
+        if previous.get(section) != current.get(section):
+            raise DataError(
+                f"{out} holds a run with other {section} options; resuming it would continue "
+                "that run: use another out, or delete the directory to start over"
+            )
 
 
 def _fit(options: DistillOptions, out: Path, train_rows, dev_rows):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import audiodistill
-from audiodistill.config import ConfigError, load_config
+from audiodistill.config import ConfigError, load_config, save_config
 from audiodistill.distill import (
     DataError,
     DataOptions,
@@ -311,6 +311,10 @@ def test_a_run_dir_resumes_only_its_own_student(labels_dir, tmp_path):
     (tmp_path / "config.yaml").write_text("student: streaming\n")
     options = DistillOptions(student="fake", out=str(tmp_path), data=DataOptions(str(labels_dir)))
     with pytest.raises(DataError, match="holds a 'streaming' run"):
+        run(options)
+    # the same student on other data would silently continue the old run: refused too
+    save_config(replace(options, data=DataOptions("elsewhere")), tmp_path / "config.yaml")
+    with pytest.raises(DataError, match="other data options"):
         run(options)
 
 
