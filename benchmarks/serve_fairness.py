@@ -17,6 +17,12 @@ as FLAC) is being served, starting once the upload has been with the server for
 --settle seconds. The upload is then abandoned (its connection closed). An hour of silence
 (FLAC) is also timed alone: it should cost a VAD pass, not a model call.
 
+Refusals: --oversize uploads of 1.15x the upload limit with the key, and one of 1 GiB
+without it, each sent flat out by a raw client that keeps writing until the server answers:
+the time to the status line, and the resident memory of the gateway replica and of Serve's
+proxy (from /proc) before and after. Targets: the keyless GiB refused in under 100 ms;
+gateway RSS after the oversize uploads within 50 MB of before.
+
 Target (issue 18): loaded p95 within 2x idle p95, for the clip and for the stream. Client
 and server share the machine, so compare the ratios, not the seconds. Writes JSON to --out.
 """
@@ -27,6 +33,8 @@ import argparse
 import asyncio
 import json
 import os
+import select
+import socket
 import threading
 import time
 from pathlib import Path
@@ -42,6 +50,8 @@ from audiodistill.testing.loopback import free_port, wav_bytes
 from audiodistill.testing.speech import speak
 
 PATH = "/v1/audio/transcriptions"
+KEY = "fairness-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=10, help="measurements per figure")
     p.add_argument("--settle", type=float, default=5.0, help="s into the upload before measuring")
     p.add_argument("--threads", type=int, default=1, help="inference threads per replica")
+    p.add_argument("--upload-mb", type=float, default=200.0, help="the server's upload limit")
+    p.add_argument("--oversize", type=int, default=20, help="oversize uploads to refuse")
     p.add_argument("--out", default="benchmarks/results/serve_fairness.json")
     return p.parse_args(argv)
 
@@ -65,9 +77,8 @@ def long_speech(clips: list[np.ndarray], minutes: float) -> np.ndarray:
 
 def post(url: str, data: bytes, name: str, model: str, timeout: float = 3600) -> float:
     started = time.perf_counter()
-    reply = requests.post(
-        url + PATH, files={"file": (name, data)}, data={"model": model}, timeout=timeout
-    )
+    files, fields = {"file": (name, data)}, {"model": model}
+    reply = requests.post(url + PATH, files=files, data=fields, headers=AUTH, timeout=timeout)
     reply.raise_for_status()
     return time.perf_counter() - started
 
@@ -78,7 +89,7 @@ def measure(url: str, clip: np.ndarray, model: str, repeats: int) -> dict:
     http = [post(url, upload, "clip.wav", model) for _ in range(repeats)]
     stream = []
     for _ in range(repeats):
-        result = asyncio.run(stream_audio(url, clip, model, realtime=True))
+        result = asyncio.run(stream_audio(url, clip, model, realtime=True, api_key=KEY))
         stream.append(final_latency(result))
     return {"clip": _percentiles(http), "stream": _percentiles([s for s in stream if s])}
 
@@ -88,6 +99,74 @@ def _percentiles(values: list[float]) -> dict:
         "p50": round(float(np.percentile(values, 50)), 3),
         "p95": round(float(np.percentile(values, 95)), 3),
         "n": len(values),
+    }
+
+
+def rss_mb(title: str) -> float:
+    """Resident memory of the processes whose command line holds `title` (Ray sets an
+    actor's process title to its class), in MB."""
+    total = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if title in (proc / "cmdline").read_bytes().decode(errors="ignore"):
+                status = (proc / "status").read_text()
+                total += int(
+                    next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]
+                )
+        except (OSError, StopIteration):
+            continue
+    return round(total / 1024, 1)
+
+
+def hostile_upload(url: str, megabytes: float, headers: dict) -> tuple[int, float]:
+    """Declare and send `megabytes` of body flat out until the server answers; returns the
+    status and the seconds from the request's first byte to the status line."""
+    host, port = url.removeprefix("http://").split(":")
+    size = int(megabytes * 1e6)
+    head = [
+        f"POST {PATH} HTTP/1.1",
+        f"Host: {host}",
+        f"Content-Length: {size}",
+        "Content-Type: multipart/form-data; boundary=x",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    block = b"x" * (1 << 20)
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.setblocking(False)
+        started, sent, reply = time.perf_counter(), 0, b""
+        pending = ("\r\n".join(head) + "\r\n\r\n").encode()
+        while b"\r\n" not in reply:
+            readable, writable, _ = select.select([sock], [sock] if sent < size else [], [], 60)
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                reply += data
+            elif writable:
+                pending = pending or block[: size - sent]
+                try:
+                    n = sock.send(pending)
+                except (BrokenPipeError, ConnectionResetError):
+                    size = sent  # the server stopped reading: wait for its answer
+                    continue
+                sent, pending = sent + n, pending[n:]
+        took = time.perf_counter() - started
+    return (int(reply.split(b" ", 2)[1]) if reply else 0), took
+
+
+def refusals(url: str, limit_mb: float, n: int) -> dict:
+    """Oversize uploads with the key and a keyless GiB: refusal times and memory."""
+    before = {"gateway": rss_mb("Gateway"), "proxy": rss_mb("ProxyActor")}
+    oversize = [hostile_upload(url, 1.15 * limit_mb, AUTH) for _ in range(n)]
+    keyless = hostile_upload(url, 1024.0, {})
+    after = {"gateway": rss_mb("Gateway"), "proxy": rss_mb("ProxyActor")}
+    return {
+        "oversize_statuses": sorted({s for s, _ in oversize}),
+        "oversize_seconds": _percentiles([t for _, t in oversize]),
+        "keyless_gib_status": keyless[0],
+        "keyless_gib_seconds": round(keyless[1], 4),
+        "rss_mb_before": before,
+        "rss_mb_after": after,
     }
 
 
@@ -112,9 +191,10 @@ def main(argv: list[str] | None = None) -> dict:
     from serve.app import start
     from serve.options import DeploymentOptions, LimitOptions, ServeOptions
 
-    limits = LimitOptions(max_upload_mb=500.0, max_audio_seconds=4 * 3600.0)
+    limits = LimitOptions(max_upload_mb=args.upload_mb, max_audio_seconds=4 * 3600.0)
     options = ServeOptions(
         models=(args.model,),
+        api_key=KEY,
         port=free_port(),
         limits=limits,
         deployment=DeploymentOptions(threads=args.threads),
@@ -128,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     post(url, wav_bytes(clip), "warm.wav", model)  # load and warm the model
     silence = wav_bytes(np.zeros(3600 * SAMPLE_RATE, np.int16), format="FLAC")
     silent_s = post(url, silence, "silence.flac", model)
+    refused = refusals(url, args.upload_mb, args.oversize)
     idle = measure(url, clip, model, args.repeats)
     speech = wav_bytes(long_speech(clips, args.long_minutes), format="FLAC")
     upload_in_background(url, speech, model)
@@ -142,6 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
         "idle": idle,
         "loaded": loaded,
         "ratio_p95": {k: round(loaded[k]["p95"] / idle[k]["p95"], 2) for k in idle},
+        "refusals": refused,
     }
     print_table(result)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,9 @@ def server():
         send_timeout_s=3.0,
         window_s=WINDOW_S,
     )
+    # Ray's own metrics export, where the gateway's metrics are recorded for cluster sums
+    metrics_port = free_port()
+    ray.init(_metrics_export_port=metrics_port, log_to_driver=False)
     options = ServeOptions(
         models=("teacher:ct2",),
         port=free_port(),
@@ -53,9 +56,15 @@ def server():
         online=OnlineOptions(max_segment_s=MAX_SEGMENT_S),
         blocking=False,
     )
-    yield start(options)
+    url = start(options)
+    yield url, metrics_port
     ray_serve.shutdown()
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def url(server):
+    return server[0]
 
 
 @pytest.fixture(scope="module")
@@ -74,44 +83,44 @@ def _post(url, data: bytes, name="a.wav", headers=AUTH, **fields):
     return requests.post(url + PATH, files=files, data=fields, headers=headers, timeout=120)
 
 
-def test_a_long_file_gives_the_same_text_over_http_and_a_stream(server, long_file):
+def test_a_long_file_gives_the_same_text_over_http_and_a_stream(url, long_file):
     from audiodistill.client import stream_audio
 
     audio, clips = long_file
     upload = wav_bytes(audio)
-    text = _post(server, upload).json()["text"]
-    verbose = _post(server, upload, response_format="verbose_json").json()
-    streamed = asyncio.run(stream_audio(server, audio, "teacher-ct2", False, 100, KEY))
+    text = _post(url, upload).json()["text"]
+    verbose = _post(url, upload, response_format="verbose_json").json()
+    streamed = asyncio.run(stream_audio(url, audio, "teacher-ct2", False, 100, KEY))
     assert streamed.close_code == 1000
     assert text == streamed.text() == verbose["text"]
     spans = [s["end"] - s["start"] for s in verbose["segments"]]
     assert len(spans) >= 5 and max(spans) <= MAX_SEGMENT_S + 0.1
     # no sentence is lost: against each sentence transcribed on its own, in order
-    alone = [_post(server, wav_bytes(c)).json()["text"] for c in clips[:6]]
+    alone = [_post(url, wav_bytes(c)).json()["text"] for c in clips[:6]]
     reference = " ".join(alone[i % 6] for i in range(len(clips)))
     normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation()])
     assert jiwer.wer(normalise(reference), normalise(text)) < 0.15
 
 
-def test_sse_deltas_add_up_to_the_text(server, long_file):
+def test_sse_deltas_add_up_to_the_text(url, long_file):
     audio, _ = long_file
     upload = wav_bytes(audio[: 30 * SAMPLE_RATE])
-    reply = _post(server, upload, stream="true")
+    reply = _post(url, upload, stream="true")
     events = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: ")]
     assert events[-1]["type"] == "transcript.text.done" and len(events) >= 3
     assert "".join(e["delta"] for e in events[:-1]) == events[-1]["text"]
-    assert events[-1]["text"] == _post(server, upload).json()["text"]
+    assert events[-1]["text"] == _post(url, upload).json()["text"]
 
 
-def test_silence_costs_nothing_and_too_long_audio_is_refused_before_decoding(server):
+def test_silence_costs_nothing_and_too_long_audio_is_refused_before_decoding(url):
     silence = np.zeros(int(MAX_AUDIO_S - 10) * SAMPLE_RATE, np.float32)
     started = time.perf_counter()
-    reply = _post(server, wav_bytes(silence, format="FLAC"), name="quiet.flac")
+    reply = _post(url, wav_bytes(silence, format="FLAC"), name="quiet.flac")
     assert reply.status_code == 200 and reply.json()["text"] == ""
     assert time.perf_counter() - started < 10  # no model call: VAD only
     hour = wav_bytes(np.zeros(3600 * SAMPLE_RATE, np.int16), format="FLAC")
     assert len(hour) < MAX_UPLOAD_MB * 1e6  # small in bytes, long in seconds
-    refused = _post(server, hour, name="hour.flac")
+    refused = _post(url, hour, name="hour.flac")
     assert refused.status_code == 413
     assert refused.json()["error"]["code"] == "audio_too_long"
 
@@ -129,11 +138,11 @@ def _multipart(fields: list[tuple[str, str | None, bytes]]) -> tuple[dict, bytes
     return {**headers, "Content-Length": str(len(body))}, body
 
 
-def test_uploads_are_refused_before_the_body_is_read(server):
+def test_uploads_are_refused_before_the_body_is_read(url):
     gib = {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(1 << 30)}
-    status, body, took = raw_post(server, PATH, gib, b"--x\r\n")
+    status, body, took = raw_post(url, PATH, gib, b"--x\r\n")
     assert status == 401 and took < 2.0  # nothing of the gigabyte was waited for
-    status, body, took = raw_post(server, PATH, {**gib, **AUTH}, b"--x\r\n")
+    status, body, took = raw_post(url, PATH, {**gib, **AUTH}, b"--x\r\n")
     assert status == 413 and b"file_too_large" in body and took < 2.0
     # no Content-Length at all: counted as it arrives, refused at the limit
     chunked = {**AUTH, "Content-Type": gib["Content-Type"], "Transfer-Encoding": "chunked"}
@@ -141,23 +150,23 @@ def test_uploads_are_refused_before_the_body_is_read(server):
     chunk = b"x" * 65536
     chunks = [part, *[chunk] * int(MAX_UPLOAD_MB * 20)]
     stream = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks)
-    status, body, _ = raw_post(server, PATH, chunked, stream + b"0\r\n\r\n")
+    status, body, _ = raw_post(url, PATH, chunked, stream + b"0\r\n\r\n")
     assert status == 413
 
 
-def test_malformed_requests_get_a_clear_400_after_the_key(server, speech):
+def test_malformed_requests_get_a_clear_400_after_the_key(url, speech):
     clip = wav_bytes(speech[1][0])
     headers, body = _multipart([("model", None, b"teacher-ct2")])
-    assert raw_post(server, PATH, headers, body)[0] == 401  # the key first, then the form
-    status, reply, _ = raw_post(server, PATH, {**headers, **AUTH}, body)
+    assert raw_post(url, PATH, headers, body)[0] == 401  # the key first, then the form
+    status, reply, _ = raw_post(url, PATH, {**headers, **AUTH}, body)
     assert status == 400 and b"file: field required" in reply
     twice = _multipart([("file", "a.wav", clip), ("file", "b.wav", clip)])
-    status, reply, _ = raw_post(server, PATH, {**twice[0], **AUTH}, twice[1])
+    status, reply, _ = raw_post(url, PATH, {**twice[0], **AUTH}, twice[1])
     assert status == 400 and b"one per request, got 2" in reply
-    junk = _post(server, np.random.default_rng(0).bytes(5000))
+    junk = _post(url, np.random.default_rng(0).bytes(5000))
     message = junk.json()["error"]["message"]
     assert junk.status_code == 400 and "object at 0x" not in message and "<upload>" in message
-    plain = requests.post(server + PATH, data=b"hello", headers=AUTH, timeout=10)
+    plain = requests.post(url + PATH, data=b"hello", headers=AUTH, timeout=10)
     assert plain.status_code == 400 and "multipart/form-data" in plain.json()["error"]["message"]
 
 
@@ -181,18 +190,18 @@ async def _hold_streams(url: str, n: int):
     return first, closes
 
 
-def test_the_stream_cap_refuses_with_an_error_event_then_a_close(server):
-    first, closes = asyncio.run(_hold_streams(server, MAX_STREAMS + 2))
+def test_the_stream_cap_refuses_with_an_error_event_then_a_close(url):
+    first, closes = asyncio.run(_hold_streams(url, MAX_STREAMS + 2))
     assert [e["type"] for e in first].count("ready") == MAX_STREAMS
     assert [e["type"] for e in first].count("error") == 2  # the event always comes first
     assert closes == [(1013, f"server is at its limit of {MAX_STREAMS} streams")] * 2
 
 
-def test_idle_counts_from_the_last_frame(server, speech):
+def test_idle_counts_from_the_last_frame(url, speech):
     async def idle_after_audio():
         import websockets
 
-        async with websockets.connect(ws_url(server), additional_headers=AUTH) as ws:
+        async with websockets.connect(ws_url(url), additional_headers=AUTH) as ws:
             await ws.send(json.dumps({"type": "config"}))
             await ws.send((speech[1][0][:SAMPLE_RATE] * 32767).astype("<i2").tobytes())
             sent = time.perf_counter()
@@ -206,34 +215,60 @@ def test_idle_counts_from_the_last_frame(server, speech):
     assert IDLE_S - 0.1 < took < 1.5 * IDLE_S + 1.0
 
 
-def test_a_client_past_its_window_is_closed_at_once(server, speech):
+def test_a_client_past_its_window_is_closed_at_once(url, speech):
     """The close comes when the frame past the window arrives, not once the model has
     worked through the window of audio queued before it."""
     audio = np.tile(np.concatenate(speech[1]), 3)[: 30 * SAMPLE_RATE]
     pcm = (audio * 32767).astype("<i2").tobytes()
     frames = [pcm[i : i + 16000] for i in range(0, len(pcm), 16000)]
     config = json.dumps({"type": "config"})
-    code, reason, events = asyncio.run(exchange(server, [config, *frames], AUTH))
+    code, reason, events = asyncio.run(exchange(url, [config, *frames], AUTH))
     assert code == 1008 and "flow-control window" in reason
     acked = [e["audio_seconds"] for e in events if e["type"] == "ack"]
     assert max(acked, default=0.0) < WINDOW_S  # the queued window was not decoded first
     assert events[-1]["type"] == "error"
 
 
-def test_every_refusal_is_counted_by_the_replica_that_answered(server):
+def test_every_refusal_is_counted_by_the_replica_that_answered(url):
     def errors(text: str, reason: str, replica: str) -> float:
         labels = f'reason="{reason}",replica="{replica}",route="transcriptions"'
         key = f"audiodistill_errors_total{{{labels}}}"
         found = [line.split()[-1] for line in text.splitlines() if line.startswith(key)]
         return float(found[0]) if found else 0.0
 
-    health = requests.get(server + "/healthz", timeout=10).json()
+    health = requests.get(url + "/healthz", timeout=10).json()
     replica = health["replica"]
-    before = requests.get(server + "/metrics", timeout=10).text
+    before = requests.get(url + "/metrics", timeout=10).text
     assert (
-        raw_post(server, PATH, {"Content-Type": "text/plain", "Content-Length": "0"}, b"")[0] == 401
+        raw_post(url, PATH, {"Content-Type": "text/plain", "Content-Length": "0"}, b"")[0] == 401
     )
-    assert _post(server, b"", name="empty.wav").status_code == 400
-    after = requests.get(server + "/metrics", timeout=10).text
+    assert _post(url, b"", name="empty.wav").status_code == 400
+    after = requests.get(url + "/metrics", timeout=10).text
     for reason in ("invalid_api_key", "invalid_file"):
         assert errors(after, reason, replica) == errors(before, reason, replica) + 1
+
+
+def _series(text: str, name: str, **labels: str) -> float:
+    """The sum of the Prometheus series `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_the_same_counts_reach_rays_metrics_export(server, url):
+    """Ray's export is what sums right across gateway replicas; it lags by a few seconds."""
+    replica = requests.get(url + "/healthz", timeout=10).json()["replica"]
+    local = requests.get(url + "/metrics", timeout=10).text
+    want = _series(local, "audiodistill_requests_total", route="transcriptions")
+    assert want > 0
+    exported = 0.0
+    for _ in range(30):
+        text = requests.get(f"http://127.0.0.1:{server[1]}/metrics", timeout=10).text
+        name = "ray_audiodistill_requests_total"
+        exported = _series(text, name, route="transcriptions", replica=replica)
+        if exported == want:
+            break
+        time.sleep(1.0)
+    assert exported == want
