@@ -5,6 +5,8 @@ holding one teacher). Each actor writes its shard file itself, atomically, so th
 never holds the labels in memory. Ray Data restarts an actor whose process or node died
 and retries its shard on another; a retried shard overwrites the same file with the same
 rows, so nothing is duplicated, and a rerun of the whole job skips shards already on disk.
+Every try at a shard leaves a record in `<out>/attempts/` (node, process, start and end), so
+a retry after a lost node shows: a try that never finished, then one elsewhere that did.
 
 Multi-node: `out` and the audio must be on storage every node sees (NFS, a mounted bucket).
 """
@@ -12,11 +14,13 @@ Multi-node: `out` and the audio must be on storage every node sees (NFS, a mount
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pickle
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,8 @@ from audiodistill.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
+ATTEMPTS = "attempts"  # <out>/attempts/: one JSON record per try at a shard
+
 
 class ShardLabeller:
     """Ray Data actor: one teacher, loaded once, labels whole shards."""
@@ -46,12 +52,43 @@ class ShardLabeller:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         results = [
-            dataclasses.asdict(
-                label_shard(self.teacher, pickle.loads(payload), self.run_dir, int(i))
-            )
+            self._label(int(i), pickle.loads(payload))
             for i, payload in zip(batch["index"], batch["payload"], strict=True)
         ]
         return {key: [r[key] for r in results] for key in results[0]}
+
+    def _label(self, index: int, utterances) -> dict[str, Any]:
+        import ray
+
+        record = {
+            "shard": index,
+            "node": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "started": time.time(),
+        }
+        path = Path(self.run_dir) / ATTEMPTS / f"shard-{index:05d}.{uuid.uuid4().hex}.json"
+        _write_record(path, record)
+        result = label_shard(self.teacher, utterances, self.run_dir, index)
+        _write_record(path, record | {"finished": time.time()})  # after the shard's rename
+        return dataclasses.asdict(result)
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write by rename, so a reader sees the old record or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
+def shard_attempts(run_dir: str | Path) -> dict[int, list[dict[str, Any]]]:
+    """Every recorded try at each shard, oldest first; a try without "finished" was cut off
+    (its worker or node died) or is still running."""
+    attempts: dict[int, list[dict[str, Any]]] = {}
+    for path in (Path(run_dir) / ATTEMPTS).glob("shard-*.json"):
+        record = json.loads(path.read_text())
+        attempts.setdefault(record["shard"], []).append(record)
+    return {i: sorted(a, key=lambda r: r["started"]) for i, a in sorted(attempts.items())}
 
 
 def run(options: PseudoLabelOptions, progress: bool = True) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""whisper-distil: layer choice, weight copying, unpadded encoder, target alignment, loss."""
+"""whisper-distil: layer choice, weight copying, unpadded encoder, target alignment, loss,
+and running where the model is (CPU, a GPU)."""
+
+import copy
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from audiodistill.students.whisper_distil import (
     WhisperDistilOptions,
     WhisperDistilTask,
     encode,
+    encode_audio,
     fill,
     kept_layer_ids,
     log_mel,
@@ -140,6 +144,44 @@ def test_filled_window_transcribes_like_the_teacher(hf_teacher_dir, speech, tmp_
     assert filled_task.transcribe(filled, clips) == expected
     filled_task.save(filled, tmp_path / "filled")
     assert WhisperDistilModel(tmp_path / "filled").transcribe(clips) == expected
+
+
+def test_audio_is_encoded_on_the_models_device_in_its_dtype(tiny_whisper):
+    """Features are made on the CPU; a model elsewhere must get them on its own device. The
+    meta device stands in for a GPU here: a CPU tensor fed to it fails as it would on CUDA."""
+    from transformers import WhisperFeatureExtractor
+
+    model = copy.deepcopy(tiny_whisper).to("meta", torch.float16)
+    clips = [np.zeros(16_000, np.float32), np.zeros(8_000, np.float32)]
+    with pytest.raises(RuntimeError, match="device"):  # what transcribe once did
+        encode(model, log_mel(WhisperFeatureExtractor(), clips, 1.0).to(torch.float16))
+    encoded = encode_audio(model, WhisperFeatureExtractor(), clips, 1.0)
+    assert encoded.device.type == "meta" and encoded.dtype == torch.float16
+    assert encoded.shape == (2, 100, 32)  # 1 s of audio and the 1 s tail: 2 s, 100 positions
+
+
+CUDA = pytest.param(
+    "cuda",
+    marks=[
+        pytest.mark.gpu,
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    ],
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_dev_evaluation_runs_where_the_model_is(hf_teacher_dir, speech, device):
+    """The training loop's dev evaluation on a student placed on `device`: with all 4 decoder
+    layers kept the student is the teacher, so it must transcribe the clips well."""
+    from audiodistill.distill import evaluate
+
+    sentences, clips = speech
+    task = WhisperDistilTask(WhisperDistilOptions(str(hf_teacher_dir), decoder_layers=4))
+    model = task.build().to(device)
+    rows = [{"audio": c, "reference": s} for s, c in zip(sentences, clips, strict=True)]
+    metrics = evaluate(model, task, rows)
+    assert metrics["dev_wer"] < 0.2 and metrics["dev_utterances"] == len(clips)
+    assert task._silence(model).device.type == device  # the fill is computed there too
 
 
 def test_targets_line_up_with_decoder_positions():

@@ -88,8 +88,8 @@ class WhisperDistilOptions:
     # longest transcript decoded per 30 s window
     max_new_tokens: int = 128
     # with the encoder frozen, keep each utterance's encoder output (float16) after its first
-    # batch so later epochs skip the encoder, most of a CPU step; costs about 0.5 MB per
-    # utterance of 5 s per worker
+    # batch so later epochs skip the encoder, most of a CPU step; costs about 0.5 MB of host
+    # memory (not GPU memory) per utterance of 5 s per worker
     cache_encoder: bool = True
 
     def __post_init__(self) -> None:
@@ -157,6 +157,18 @@ def encode(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return encoder.layer_norm(x)
 
 
+def encode_audio(
+    model: nn.Module, feature_extractor, audios: Sequence[np.ndarray], tail_seconds: float | None
+) -> torch.Tensor:
+    """[B, T, D] encoder output for clips (`log_mel`, then `encode`).
+
+    The feature extractor works in numpy and returns CPU tensors: they are moved to the
+    model's device and dtype here, so a model on a GPU (or in float16) gets its own kind.
+    """
+    features = log_mel(feature_extractor, audios, tail_seconds)
+    return encode(model, features.to(model.device, model.dtype))
+
+
 def frozen_teacher(teacher_dir: str, device: torch.device) -> nn.Module:
     """The teacher loaded for producing targets online: eval mode, no gradients."""
     from transformers import WhisperForConditionalGeneration
@@ -167,9 +179,8 @@ def frozen_teacher(teacher_dir: str, device: torch.device) -> nn.Module:
 
 def silence_states(model: nn.Module, feature_extractor) -> torch.Tensor:
     """[1, 1500, D] encoder output for a silent 30 s window, the fill of `fill`."""
-    silent = log_mel(feature_extractor, [np.zeros(1, np.float32)], None)
     with torch.no_grad():
-        return encode(model, silent.to(model.device, model.dtype))
+        return encode_audio(model, feature_extractor, [np.zeros(1, np.float32)], None)
 
 
 def fill(encoded: torch.Tensor, silence: torch.Tensor) -> torch.Tensor:
@@ -355,7 +366,9 @@ class WhisperDistilTask:
         if "ids" not in batch:
             return encoded
         for row_id, row in zip(batch["ids"], encoded, strict=True):
-            self._encoded[row_id] = row.detach().to(torch.float16, copy=True)
+            # held in host memory, which is larger than a GPU's; `train_step` moves the
+            # batch that `collate` stacks from it back to the model's device
+            self._encoded[row_id] = row.detach().to("cpu", torch.float16, copy=True)
         return encoded[:, : batch["positions"]]
 
     def _silence(self, module: nn.Module) -> torch.Tensor:
@@ -454,8 +467,8 @@ def transcribe(
     order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
     for start in range(0, len(order), 8):
         chunk = order[start : start + 8]
-        features = log_mel(processor.feature_extractor, [pieces[j] for j in chunk], tail_seconds)
-        encoded = encode(model, features.to(model.dtype))
+        clips = [pieces[j] for j in chunk]
+        encoded = encode_audio(model, processor.feature_extractor, clips, tail_seconds)
         decoded = greedy_decode(
             model,
             encoded if silence is None else fill(encoded, silence),
