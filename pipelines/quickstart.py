@@ -74,8 +74,8 @@ def run(options: QuickstartOptions) -> dict[str, Any]:
         extra = (*student.data.extra_labels, *([real["output"]] if real else []))
         data = replace(student.data, labels=options.pseudo_label.out, extra_labels=extra)
         # trained on other data, so in a run dir of its own (beside the synthetic-only one)
-        out = f"{student.out}_real" if real else student.out
-        student = replace(student, student=kind, data=data, out=out)
+        run_dir = f"{student.out}_real" if real else student.out
+        student = replace(student, student=kind, data=data, out=run_dir)
         trained.append(_distill_once(distill, student))
         timings[f"distill {kind}"] = _lap(start) - sum(timings.values())
     models = [*options.teachers, *(t["model"] for t in trained)]
