@@ -27,16 +27,24 @@ from audiodistill.manifest import read_manifest, write_manifest
 from audiodistill.teachers import TeacherOptions, build_teacher
 
 
-def plain_loop(utterances, teacher_options: TeacherOptions) -> float:
-    """Wall seconds for the same work without Ray: load model, decode and transcribe each."""
+def plain_loop(utterances, teacher_options: TeacherOptions, chunk: int = 1) -> float:
+    """Wall seconds for the same work without Ray: load model, decode, transcribe `chunk`
+    utterances per call (the job hands its teacher a whole shard per call; a batching
+    teacher needs the same here for a fair comparison)."""
     start = time.perf_counter()
     teacher = build_teacher(teacher_options)
-    for u in utterances:
-        teacher.transcribe([load_audio(u.audio)])
+    for i in range(0, len(utterances), chunk):
+        teacher.transcribe([load_audio(u.audio) for u in utterances[i : i + chunk]])
     return time.perf_counter() - start
 
 
-def ray_job(manifest: Path, workers: int, teacher_options: TeacherOptions, shard_size: int):
+def ray_job(
+    manifest: Path,
+    workers: int,
+    teacher_options: TeacherOptions,
+    shard_size: int,
+    gpus_per_worker: float = 0.0,
+) -> float:
     from pipelines.pseudo_label import run
 
     with tempfile.TemporaryDirectory() as out:
@@ -45,6 +53,7 @@ def ray_job(manifest: Path, workers: int, teacher_options: TeacherOptions, shard
             out=out,
             workers=workers,
             shard_size=shard_size,
+            gpus_per_worker=gpus_per_worker,
             teacher=teacher_options,
         )
         start = time.perf_counter()

@@ -22,7 +22,11 @@ from audiodistill.config import load_config
 from audiodistill.distill import DistillOptions
 
 
-def throughput(options: DistillOptions, workers: int, steps: int, gpu: bool) -> dict:
+def throughput(
+    options: DistillOptions, workers: int, steps: int, gpu: bool, eval_every: int = 0
+) -> dict:
+    """Train `steps` steps on `workers` workers; dev evaluation every `eval_every` steps (0:
+    none; it is not counted in the throughput, whose clock restarts after it)."""
     from pipelines.distill import run
 
     with tempfile.TemporaryDirectory() as out:
@@ -31,17 +35,19 @@ def throughput(options: DistillOptions, workers: int, steps: int, gpu: bool) -> 
             workers=workers,
             use_gpu=gpu,
             max_steps=steps,
-            eval_every=0,
+            eval_every=eval_every,
             checkpoint_every=steps,
             log_every=max(steps // 6, 1),
         )
-        run(dataclasses.replace(options, out=out, train=train))
+        summary = run(dataclasses.replace(options, out=out, train=train))
         lines = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     steady = [x for x in lines if "samples_per_s" in x][1:]
     return {
         "workers": workers,
+        "steps": summary["steps"],
         "samples_per_s": sum(x["samples_per_s"] for x in steady) / len(steady),
         "audio_seconds_per_s": sum(x["audio_seconds_per_s"] for x in steady) / len(steady),
+        "dev_score": summary["best_dev_score"],
     }
 
 
