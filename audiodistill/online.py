@@ -60,7 +60,7 @@ class OnlineOptions:
 class Event:
     """What a session reports. Times are seconds of stream audio from its start."""
 
-    type: str  # "partial" (may change) or "final" (never revised)
+    type: str  # "partial" (may change), "final" (never revised), or "speech" (see OnlineSession)
     text: str
     start: float  # where the segment's speech starts
     end: float  # partial: audio received so far; final: the end of the segment's speech
@@ -280,14 +280,23 @@ def clip_segments(audio: np.ndarray, options: OnlineOptions = OnlineOptions()) -
 
 
 class OnlineSession:
-    """One live stream: VAD segmentation around an engine, producing partial/final events."""
+    """One live stream: VAD segmentation around an engine, producing partial/final events.
 
-    def __init__(self, engine: Engine, options: OnlineOptions = OnlineOptions()):
+    With `speech_events`, it also reports a "speech" event (empty text, `start` where the
+    speech began) when a segment first counts as speech, and a segment's "final" even when
+    its text is empty: the Realtime API announces every turn it detects and ends it.
+    """
+
+    def __init__(
+        self, engine: Engine, options: OnlineOptions = OnlineOptions(), speech_events: bool = False
+    ):
         self.engine = engine
         self.options = options
+        self.speech_events = speech_events
         self._vad = EnergyVad(options.vad)
         self._segments = Segmenter(options)
         self._partial = ""
+        self._announced = False  # the open segment's "speech" event was sent
 
     @property
     def samples(self) -> int:
@@ -304,6 +313,10 @@ class OnlineSession:
         pcm = np.asarray(pcm, dtype=np.float32).ravel()
         for piece in slices(pcm, segments.samples, segments.frame):
             verdict = segments.advance(self._vad.accept(piece), len(piece))
+            if self.speech_events and segments.has_speech and not self._announced:
+                self._announced = True
+                at = _seconds(segments.speech_start)
+                events.append(Event("speech", "", at, _seconds(segments.samples)))
             text = await self.engine.accept(piece, segments.has_speech)
             if verdict == Segmenter.CLOSE:
                 events += await self._close(flush=False)
@@ -328,9 +341,9 @@ class OnlineSession:
     async def _close(self, flush: bool) -> list[Event]:
         text = await self.engine.end_segment(flush)
         segment = self._segments.close()
-        self._partial = ""
+        self._partial, self._announced = "", False
         start, end = _seconds(segment.speech_start), _seconds(segment.speech_end)
-        return [Event("final", text, start, end)] if text else []
+        return [Event("final", text, start, end)] if text or self.speech_events else []
 
 
 def _seconds(samples: int) -> float:

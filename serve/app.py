@@ -38,7 +38,7 @@ from audiodistill.online import (
     clip_segments,
 )
 from audiodistill.serving import ModelInfo, model_id
-from serve import formats, uploads
+from serve import formats, realtime, uploads
 from serve.formats import ApiError
 from serve.metrics import GatewayMetrics
 from serve.options import DeploymentOptions, ServeOptions
@@ -418,6 +418,26 @@ class Gateway:
             else:
                 raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
 
+    @app.websocket("/v1/realtime")
+    async def realtime_transcription(self, ws: WebSocket) -> None:
+        """OpenAI's Realtime API, transcription sessions (serve/realtime.py): held against
+        the same stream cap as /v1/stream and counted with it (route "realtime")."""
+        await ws.accept()
+        self._streams += 1
+        self.metrics.active_streams.record(self._streams)
+        status = str(CLOSE_INTERNAL)  # unless the session ends otherwise
+        try:
+            backend = realtime.Backend(
+                self._model, self._engine, self.options.online, self.limits, self.metrics
+            )
+            allowed = self._authorized(ws.headers, ws.query_params)
+            status = await realtime.serve(ws, backend, allowed, self._streams)
+        finally:
+            self._streams -= 1
+            self.metrics.active_streams.record(self._streams)
+            failed = status not in ("ok", "disconnect")
+            self._count("realtime", status, status if failed else None)
+
     async def _send_events(self, ws, events, model: str, arrived: float) -> None:
         """Send events caused by the message that arrived at `arrived` (perf_counter)."""
         for e in events:
@@ -441,7 +461,7 @@ class Gateway:
                 results[i] = result
         return results
 
-    def _engine(self, handle: DeploymentHandle, info: ModelInfo):
+    def _engine(self, handle: DeploymentHandle, info: ModelInfo, prompt: str | None = None):
         if info.id in self.local:
 
             async def step(features, state):
@@ -451,7 +471,7 @@ class Gateway:
             return CtcEngine(step, served.decoder, served.chunk_queue(), served.pad_samples)
 
         async def transcribe(audio):
-            return await handle.transcribe.remote(audio, None)
+            return await handle.transcribe.remote(audio, prompt)
 
         return LocalAgreementEngine(transcribe, self.options.online.decode_every_s)
 

@@ -188,6 +188,22 @@ def test_local_agreement_commits_only_what_two_hypotheses_agree_on():
     assert asyncio.run(engine.end_segment(flush=True)) == "a dog"  # one decode of it all
 
 
+def test_speech_events_announce_every_segment_even_without_text():
+    """With speech_events, a segment is announced when it counts as speech and closes with a
+    final even when its text is empty (the Realtime API ends every turn it announced)."""
+
+    async def transcribe(audio):
+        return ""  # a model that hears no words
+
+    audio = np.concatenate([_silence(0.5), _tone(1.0), _silence(1.0), _tone(1.0)])
+    session = OnlineSession(LocalAgreementEngine(transcribe), speech_events=True)
+    events = asyncio.run(_run(session, audio))
+    assert [(e.type, e.text) for e in events] == [("speech", ""), ("final", "")] * 2
+    assert events[0].start == pytest.approx(0.5, abs=0.05)
+    assert events[2].start == pytest.approx(2.5, abs=0.05)
+    assert asyncio.run(_run(OnlineSession(LocalAgreementEngine(transcribe)), audio)) == []
+
+
 def test_local_agreement_final_equals_the_offline_teacher(speech):
     from audiodistill.teachers import TeacherOptions, build_teacher
 
