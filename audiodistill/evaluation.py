@@ -159,14 +159,18 @@ def _torch_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _ct2_teacher(path: str | None, name: str, threads: int, compute_type: str) -> EvalModel:
+def _ct2_teacher(
+    path: str | None, name: str, threads: int, compute_type: str, workers: int = 1
+) -> EvalModel:
     from audiodistill.teachers import TeacherOptions, build_teacher
     from audiodistill.teachers.bundled import bundled_ct2_dir
     from audiodistill.teachers.convert import read_ct2_model
 
     model_dir = Path(path) if path else bundled_ct2_dir()
     teacher = build_teacher(
-        TeacherOptions(backend="ct2", model=path, threads=threads, compute_type=compute_type)
+        TeacherOptions(
+            backend="ct2", model=path, threads=threads, compute_type=compute_type, workers=workers
+        )
     )
     _, variables = read_ct2_model(model_dir / "model.bin")
     # quantization scales are not weights; aliases (tied embeddings) count once
@@ -280,20 +284,23 @@ def _onnx_export(path: str, threads: int) -> EvalModel:
     return EvalModel(name, "whisper-distil", parameters, size, model.transcribe)
 
 
-def load_eval_model(spec: str, threads: int = 1, compute_type: str = "int8") -> EvalModel:
+def load_eval_model(
+    spec: str, threads: int = 1, compute_type: str = "int8", workers: int = 1
+) -> EvalModel:
     """A model from a spec: "teacher:ct2", "teacher:hf", "teacher:hf-fill" (the window fill,
-    `_filled_teacher`), or a directory of any known kind."""
+    `_filled_teacher`), or a directory of any known kind. `workers`: batches a CTranslate2
+    model runs at once from as many threads (the others run concurrent calls as they come)."""
     from audiodistill.teachers.bundled import BUNDLED_NAME
 
     if spec == "teacher:ct2":
-        return _ct2_teacher(None, BUNDLED_NAME, threads, compute_type)
+        return _ct2_teacher(None, BUNDLED_NAME, threads, compute_type, workers)
     if spec == "teacher:hf":
         return _hf_teacher(None, threads)
     if spec == "teacher:hf-fill":
         return _filled_teacher(threads)
     path = Path(spec)
     if (path / "model.bin").is_file():
-        return _ct2_teacher(spec, path.name, threads, compute_type)
+        return _ct2_teacher(spec, path.name, threads, compute_type, workers)
     config = path / "config.json"
     if not config.is_file():
         raise FileNotFoundError(

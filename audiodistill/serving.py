@@ -41,6 +41,9 @@ def model_id(spec: str) -> str:
 
 
 STREAMING_KINDS = ("streaming", "streaming-onnx")  # a saved student, or its ONNX export
+# whole-clip calls a served model runs at once: short requests, and long files' segments in
+# a lane of their own beside them (serve/app.py), so a long file never holds a short one up
+LANES = 2
 
 
 def is_streaming_student(spec: str) -> bool:
@@ -73,7 +76,7 @@ class ServedModel:
         else:
             from audiodistill.evaluation import load_eval_model
 
-            loaded = load_eval_model(spec, threads=threads)
+            loaded = load_eval_model(spec, threads=threads, workers=LANES)
             self.chunk_frames, self._transcribe = 0, loaded.transcribe
             parameters = loaded.parameters
             self.takes_prompt = loaded.takes_prompt

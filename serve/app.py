@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket
@@ -71,14 +72,25 @@ class ModelDeployment:
         from audiodistill.serving import ServedModel
 
         self.model = ServedModel(spec, options.threads, options.chunk_ms)
-        self.transcribe.set_max_batch_size(options.max_batch_size)
-        self.transcribe.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
+        for lane in (self.transcribe, self.transcribe_long):
+            lane.set_max_batch_size(options.max_batch_size)
+            lane.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
 
     def info(self) -> dict:
         return self.model.info.to_dict()
 
     @serve.batch
     async def transcribe(self, audios: list[np.ndarray], prompts: list[str | None]) -> list[str]:
+        """Short requests: single-segment uploads and live streams' decodes."""
+        return await asyncio.to_thread(self.model.transcribe_prompted, audios, prompts)
+
+    @serve.batch
+    async def transcribe_long(
+        self, audios: list[np.ndarray], prompts: list[str | None]
+    ) -> list[str]:
+        """Segments of multi-segment uploads: batched in a lane of their own that runs beside
+        `transcribe` (the model takes two calls at once), so a short request never waits
+        behind a long file's batch."""
         return await asyncio.to_thread(self.model.transcribe_prompted, audios, prompts)
 
 
@@ -88,6 +100,16 @@ app = FastAPI(title="audiodistill", description="Streaming and batch speech reco
 @app.exception_handler(ApiError)
 async def _api_error(request: Request, err: ApiError) -> JSONResponse:
     return JSONResponse(formats.error_body(err.message, err.code, err.param), err.status)
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux; None elsewhere)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    kb = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")), None)
+    return None if kb is None else round(kb / 1024, 1)
 
 
 @serve.deployment
@@ -149,6 +171,7 @@ class Gateway:
             "models": list(self.models),
             "active_streams": self._streams,
             "replica": self.replica,  # Serve's proxy picks which replica answers
+            "rss_mb": _rss_mb(),
         }
 
     @app.get("/metrics")
@@ -248,14 +271,16 @@ class Gateway:
         self, handle, audio: np.ndarray, segments: list[Segment], prompt: str | None
     ) -> list[asyncio.Task]:
         """One task per segment, in order. At most `limits.segments_in_flight` of one file
-        are with the model at a time, so a long file queues with other requests instead of
-        filling the model's batches for a minute. The prompt guides every segment."""
+        are with the model at a time, in the model's long-file lane when there are several,
+        so a long file neither fills the batches of short requests nor waits behind them.
+        The prompt guides every segment."""
         gate = asyncio.Semaphore(self.limits.segments_in_flight)
+        lane = handle.transcribe_long if len(segments) > 1 else handle.transcribe
 
         async def one(segment: Segment) -> str:
             async with gate:
                 piece = audio[segment.start : segment.end]
-                return (await handle.transcribe.remote(piece, prompt)).strip()
+                return (await lane.remote(piece, prompt)).strip()
 
         return [asyncio.create_task(one(s)) for s in segments]
 

@@ -50,7 +50,8 @@ class _Metric:
         method = {"counter": "inc", "gauge": "set", "histogram": "observe"}[self.kind]
         values = (*label_values, self.replica)
         getattr(self.local.labels(*values), method)(value)
-        if self.cluster is not None:  # Ray's metrics have the same three methods, with tags
+        if self.cluster is not None and not (self.kind == "counter" and value == 0):
+            # Ray's metrics have the same three methods, with tags (a counter refuses 0)
             tags = dict(zip((*self.labels, "replica"), values, strict=True))
             getattr(self.cluster, method)(value, tags)
 

@@ -215,6 +215,12 @@ def test_idle_counts_from_the_last_frame(url, speech):
     assert IDLE_S - 0.1 < took < 1.5 * IDLE_S + 1.0
 
 
+def test_a_stream_without_audio_ends_normally(url):
+    config, end = json.dumps({"type": "config"}), json.dumps({"type": "end"})
+    code, _, events = asyncio.run(exchange(url, [config, end], AUTH))
+    assert code == 1000 and events[-1] == {"type": "done", "audio_seconds": 0.0}
+
+
 def test_a_client_past_its_window_is_closed_at_once(url, speech):
     """The close comes when the frame past the window arrives, not once the model has
     worked through the window of audio queued before it."""
@@ -238,6 +244,7 @@ def test_every_refusal_is_counted_by_the_replica_that_answered(url):
 
     health = requests.get(url + "/healthz", timeout=10).json()
     replica = health["replica"]
+    assert health["rss_mb"] > 50  # the gateway's own memory, for a benchmark to watch
     before = requests.get(url + "/metrics", timeout=10).text
     assert (
         raw_post(url, PATH, {"Content-Type": "text/plain", "Content-Length": "0"}, b"")[0] == 401

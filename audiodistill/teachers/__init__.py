@@ -43,6 +43,9 @@ class TeacherOptions:
     top_k: int = 8
     # CPU threads per teacher (and Ray CPUs per actor)
     threads: int = 1
+    # ct2 backend: batches run at once, each called from its own thread (faster-whisper's
+    # num_workers); the server uses 2, so a short request runs beside a long file's segment
+    workers: int = 1
     # 1: greedy, the pseudo-label is a deterministic function of the audio
     beam_size: int = 1
     # hf backend: encode each window's audio plus a 1 s tail and fill the encoder output to
@@ -75,6 +78,7 @@ def build_teacher(options: TeacherOptions) -> Teacher | CodecTeacher:
             threads=options.threads,
             beam_size=options.beam_size,
             language=options.language,
+            workers=options.workers,
         )
     if options.backend == "hf":
         from audiodistill.teachers.whisper_hf import HFWhisperTeacher

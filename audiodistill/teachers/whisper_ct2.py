@@ -38,6 +38,7 @@ class CT2WhisperTeacher:
         threads: int = 1,
         beam_size: int = 1,
         language: str | None = "en",
+        workers: int = 1,
     ):
         from faster_whisper import WhisperModel
 
@@ -49,7 +50,11 @@ class CT2WhisperTeacher:
         self.beam_size = beam_size
         self.language = language
         self.model = WhisperModel(
-            str(model_dir), device=device, compute_type=compute_type, cpu_threads=threads
+            str(model_dir),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=threads,
+            num_workers=workers,
         )
         # ids at and above end-of-text are special (timestamps, task, language)
         self.eot = self.model.hf_tokenizer.token_to_id("<|endoftext|>")
