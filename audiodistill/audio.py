@@ -9,6 +9,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from audiodistill.errors import UserError
+
 SAMPLE_RATE = 16_000  # Whisper's rate; every model in the project consumes this
 N_FFT = 400  # 25 ms analysis window at 16 kHz
 HOP_LENGTH = 160  # 10 ms hop -> 100 mel frames per second
@@ -19,7 +21,7 @@ MAX_SECONDS = 4 * 60 * 60  # longer inputs are rejected: almost surely a wrong f
 MIN_SAMPLES = SAMPLE_RATE // 100  # under 10 ms there is nothing a teacher can transcribe
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An input that cannot be used as audio; the message says why (shown per item)."""
 
 

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 from audiodistill.audio import SAMPLE_RATE
+from audiodistill.config import ConfigError
+from audiodistill.errors import DataError
 
 if TYPE_CHECKING:
     from audiodistill.edge.whisper import OnnxWhisper
@@ -125,7 +127,7 @@ def _load_onnx(options: BenchOptions) -> LoadedModel:
 
 def _load_torch(options: BenchOptions) -> LoadedModel:
     if options.int8:
-        raise ValueError("int8 is an ONNX export; use --backend onnx --int8")
+        raise ConfigError("int8 is an ONNX export; use --backend onnx --int8")
     start = time.perf_counter()
     import torch
 
@@ -172,7 +174,7 @@ def _utterance_pass(model: OnnxWhisper, audio: np.ndarray) -> Pass:
     run_session(WindowEngine(transcribe), audio_pieces(audio), lambda event: None)
     total = time.perf_counter() - begin
     if not latencies:
-        raise ValueError("no speech in the audio: nothing for whisper-distil to transcribe")
+        raise DataError("no speech in the audio: nothing for whisper-distil to transcribe")
     return Pass(latencies, latencies[-1], total, " ".join(t for t in texts if t))
 
 
@@ -184,7 +186,7 @@ def _peak_rss_mb() -> float:
 def run_bench(options: BenchOptions) -> dict:
     """Measure one model on one backend; the report as a JSON-ready dict."""
     if options.runs < 1 or options.threads < 1:
-        raise ValueError("runs and threads must be >= 1")
+        raise ConfigError("runs and threads must be >= 1")
     loaded = _load_onnx(options) if options.backend == "onnx" else _load_torch(options)
     if options.audio:
         from audiodistill.audio import load_audio

@@ -8,6 +8,7 @@ rejected before any work starts, naming the field.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ import typing
 from pathlib import Path
 
 from audiodistill.config import ConfigError, load_config
+from audiodistill.errors import UserError
 
 
 def _synth(options) -> None:
@@ -26,13 +28,9 @@ def _synth(options) -> None:
 
 
 def _manifest(options) -> None:
-    from audiodistill.manifest import ManifestError, split_manifest
+    from audiodistill.manifest import split_manifest
 
-    try:
-        counts = split_manifest(options)
-    except ManifestError as err:
-        print(f"audiodistill manifest: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
+    counts = split_manifest(options)
     print(f"wrote {options.out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
@@ -43,25 +41,15 @@ def _pseudo_label(options) -> None:
 
 
 def _distill(options) -> None:
-    from audiodistill.distill import DataError
     from pipelines.distill import run
 
-    try:
-        summary = run(options)
-    except (ConfigError, DataError) as err:  # bad options or labels: nothing has started
-        print(f"audiodistill distill: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(run(options), indent=2))
 
 
 def _eval(options) -> None:
     from pipelines.evaluate import run  # workers > 1: Ray; 1: a fresh process per model
 
-    try:
-        reports = run(options)
-    except ValueError as err:  # no utterances, or codecs mixed with recognizers
-        print(f"audiodistill eval: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
+    reports = run(options)
     print((Path(options.out) / "report.md").read_text())
     plots = " and plots/" if isinstance(reports, list) else ""  # codec reports have none
     print(f"wrote {options.out}/report.json, report.md{plots}")
@@ -76,22 +64,13 @@ def _results(options) -> None:
 def _export(options) -> None:
     from audiodistill.export import run
 
-    try:
-        summary = run(options)
-    except (ValueError, FileNotFoundError) as err:  # not a student this export knows
-        print(f"audiodistill export: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(run(options), indent=2))
 
 
 def _bench(options) -> None:
     from audiodistill.bench import run, summary_line
 
-    try:
-        report = run(options)
-    except (ValueError, FileNotFoundError) as err:  # wrong directory for the backend
-        print(f"audiodistill bench: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
+    report = run(options)
     print(json.dumps(report, indent=2))
     print(summary_line(report))
 
@@ -111,11 +90,7 @@ def _convert_teacher(options) -> None:
 def _train_codec_teacher(options) -> None:
     from audiodistill.codec_training import train
 
-    try:
-        model = train(options)
-    except ValueError as err:  # no usable audio in the manifest
-        print(f"audiodistill train-codec-teacher: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
+    model = train(options)
     print(f"wrote {model} (metrics in {options.out}/metrics.jsonl)")
 
 
@@ -139,66 +114,14 @@ def _transcribe(options) -> None:
         return
     from audiodistill.edge.transcribe import run  # no torch: runs on an [edge] install
 
-    try:
-        run(options)
-    except (ValueError, FileNotFoundError) as err:  # not an export directory
-        print(f"audiodistill transcribe: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
+    run(options)
 
 
-def _options_class(command: str):
-    """Each command's options dataclass, imported only when that command runs."""
-    if command == "synth":
-        from audiodistill.synth.corpus import SynthOptions
-
-        return SynthOptions
-    if command == "manifest":
-        from audiodistill.manifest import ManifestOptions
-
-        return ManifestOptions
-    if command == "pseudo-label":
-        from audiodistill.labelling import PseudoLabelOptions
-
-        return PseudoLabelOptions
-    if command == "distill":
-        from audiodistill.distill import DistillOptions
-
-        return DistillOptions
-    if command == "eval":
-        from audiodistill.evaluation import EvalOptions
-
-        return EvalOptions
-    if command == "results":
-        from audiodistill.results import ResultsOptions
-
-        return ResultsOptions
-    if command == "export":
-        from audiodistill.export import ExportOptions
-
-        return ExportOptions
-    if command == "bench":
-        from audiodistill.bench import BenchOptions  # no torch: runs on an [edge] install
-
-        return BenchOptions
-    if command == "quickstart":
-        from pipelines.quickstart import QuickstartOptions
-
-        return QuickstartOptions
-    if command == "train-codec-teacher":
-        from audiodistill.codec_training import CodecTeacherOptions
-
-        return CodecTeacherOptions
-    if command == "serve":
-        from serve.options import ServeOptions
-
-        return ServeOptions
-    if command == "transcribe":
-        from audiodistill.client import TranscribeOptions  # no torch either
-
-        return TranscribeOptions
-    from audiodistill.teachers.convert import ConvertOptions
-
-    return ConvertOptions
+def _options_class(command: str) -> type:
+    """A command's options dataclass, imported only when that command runs (bench and
+    transcribe run on an [edge] install: their modules import no torch)."""
+    module, name = OPTIONS[command]
+    return getattr(importlib.import_module(module), name)
 
 
 COMMANDS = {
@@ -208,7 +131,7 @@ COMMANDS = {
     "distill": (_distill, "distill a student from pseudo-labels on Ray Train (resumable)"),
     "eval": (_eval, "score teacher and students on one manifest: WER, CER, RTF, size"),
     "results": (_results, "generate docs/results.md from eval report.json files"),
-    "export": (_export, "export a streaming student to ONNX (fp32, optionally int8)"),
+    "export": (_export, "export a student to ONNX (fp32, optionally int8)"),
     "bench": (_bench, "edge benchmark of one model: RTF, latency, memory, size"),
     "quickstart": (_quickstart, "the main job on embedded defaults: synth, label, report"),
     "convert-teacher": (_convert_teacher, "convert a CTranslate2 Whisper dir to transformers"),
@@ -216,6 +139,27 @@ COMMANDS = {
     "serve": (_serve, "serve models on Ray Serve: WebSocket streaming and OpenAI-style HTTP"),
     "transcribe": (_transcribe, "transcribe audio with an export here, or on a running server"),
 }
+# each command's options: (module, dataclass)
+OPTIONS = {
+    "synth": ("audiodistill.synth.corpus", "SynthOptions"),
+    "manifest": ("audiodistill.manifest", "ManifestOptions"),
+    "pseudo-label": ("audiodistill.labelling", "PseudoLabelOptions"),
+    "distill": ("audiodistill.distill", "DistillOptions"),
+    "eval": ("audiodistill.evaluation", "EvalOptions"),
+    "results": ("audiodistill.results", "ResultsOptions"),
+    "export": ("audiodistill.export", "ExportOptions"),
+    "bench": ("audiodistill.bench", "BenchOptions"),
+    "quickstart": ("pipelines.quickstart", "QuickstartOptions"),
+    "convert-teacher": ("audiodistill.teachers.convert", "ConvertOptions"),
+    "train-codec-teacher": ("audiodistill.codec_training", "CodecTeacherOptions"),
+    "serve": ("serve.options", "ServeOptions"),
+    "transcribe": ("audiodistill.client", "TranscribeOptions"),
+}
+DESCRIPTION = (
+    "Distill large speech models into small ones on Ray: synthesize or list a corpus, "
+    "pseudo-label it with a teacher, distill students, evaluate, export, serve. Every "
+    "command takes --config FILE.yaml and key=value overrides."
+)
 
 
 # what a light (`audiodistill[edge]`) install lacks: a command that needs them says so
@@ -278,7 +222,7 @@ def _declare_options(cmd: argparse.ArgumentParser, options_class: type) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="audiodistill", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="audiodistill", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text)
@@ -308,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         COMMANDS[args.command][0](options)
+    except UserError as err:  # the user can fix it: one line; anything else is a bug
+        print(f"audiodistill {args.command}: {err}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as err:
         if err.name and err.name.split(".")[0] in FULL_INSTALL_ONLY:
             print(

@@ -40,6 +40,7 @@ from torch import nn
 
 from audiodistill import codec_losses, codec_metrics
 from audiodistill.audio import SAMPLE_RATE, load_audio
+from audiodistill.errors import DataError
 from audiodistill.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def train(options: CodecTeacherOptions) -> Path:
     save_config(options, out / "config.yaml")
     clips = _load_clips(options, options.train_split)
     if not clips:
-        raise ValueError(f"{options.manifest}: no readable audio in split {options.train_split!r}")
+        raise DataError(f"{options.manifest}: no readable audio in split {options.train_split!r}")
     dev = _load_clips(options, options.dev_split, options.dev_limit) if options.dev_split else []
     torch.manual_seed(options.seed)
     model = EncodecModel(teacher_config(options.size, options.codebooks)).train()

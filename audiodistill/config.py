@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from audiodistill.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value is missing, unknown or of the wrong type; the message names the field."""
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from audiodistill.audio import load_audio
+from audiodistill.errors import DataError
 from audiodistill.filters import FilterOptions, apply_filters
 from audiodistill.labels import is_codec_run, read_labels
 from audiodistill.manifest import ManifestError, read_manifest
@@ -34,10 +35,6 @@ from audiodistill.testing.fake_student import FakeStudentOptions
 
 CHECKPOINT_FILE = "state.pt"  # one file per checkpoint: model, optimizer, schedule, progress
 HELD_OUT_SPLITS = ("dev", "test")  # splits of extra label runs never trained on
-
-
-class DataError(ValueError):
-    """The pseudo-labels cannot train this student; raised before any worker starts."""
 
 
 class StudentTask(Protocol):

@@ -26,6 +26,8 @@ import numpy as np
 import yaml
 
 from audiodistill.audio import SAMPLE_RATE, load_audio
+from audiodistill.config import ConfigError
+from audiodistill.errors import DataError, ModelError
 from audiodistill.manifest import Utterance, read_manifest
 from audiodistill.metrics import cer, corpus_wer, paired_wer_difference
 
@@ -303,7 +305,7 @@ def load_eval_model(
         return _ct2_teacher(spec, path.name, threads, compute_type, workers)
     config = path / "config.json"
     if not config.is_file():
-        raise FileNotFoundError(
+        raise ModelError(
             f"{spec}: not a model (want teacher:ct2, teacher:hf, or a model directory)"
         )
     student = json.loads(config.read_text()).get("student")
@@ -565,14 +567,14 @@ def load_utterances(options: EvalOptions) -> list[Utterance]:
     the first model)."""
     utterances = read_manifest(options.data, options.split)[: options.limit]
     if not utterances:
-        raise ValueError(f"{options.data}: no utterances in split {options.split!r}")
+        raise DataError(f"{options.data}: no utterances in split {options.split!r}")
     if options.reference == "text" and any(u.text is None for u in utterances):
-        raise ValueError(
+        raise DataError(
             f"{options.data}: reference=text needs a transcript on every row; "
             "reference=first_model scores agreement with the first model instead"
         )
     if scores_agreement(options, utterances) and len(options.models) < 2:
-        raise ValueError(
+        raise ConfigError(
             f"{options.data}: without transcripts models are scored against the first one "
             "listed (agreement): list the teacher first, then the models to score"
         )

@@ -35,9 +35,11 @@ import torch
 from torch import nn
 
 from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.config import ConfigError
 from audiodistill.ctc_decoding import LM_FILE
 from audiodistill.edge.features import LOG_MEL_MEAN, LOG_MEL_STD, MEL_FLOOR, N_MELS
 from audiodistill.edge.recognizer import EXPORT_KIND
+from audiodistill.errors import ModelError
 from audiodistill.students.streaming import (
     STUDENT_KIND,
     StreamingState,
@@ -76,14 +78,14 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
     """
     config_path = Path(model_dir) / CONFIG_FILE
     if not config_path.is_file():
-        raise FileNotFoundError(f"{model_dir}: not a saved student (no {CONFIG_FILE})")
+        raise ModelError(f"{model_dir}: not a saved student (no {CONFIG_FILE})")
     kind = json.loads(config_path.read_text()).get("student")
     if kind == WHISPER_KIND:
         from audiodistill.export_whisper import export_whisper_onnx
 
         return export_whisper_onnx(model_dir, out_dir, int8)
     if kind != STUDENT_KIND:
-        raise ValueError(
+        raise ModelError(
             f"{model_dir}: ONNX export takes {STUDENT_KIND} or {WHISPER_KIND} students, "
             f"not {kind!r}"
         )
@@ -237,7 +239,7 @@ def export_config(
 def run(options: ExportOptions) -> dict:
     """The `export` command: write the directory, return a summary (files and sizes)."""
     if not options.keep_fp32 and not options.int8:
-        raise ValueError("keep_fp32=false leaves no model without int8=true")
+        raise ConfigError("keep_fp32=false leaves no model without int8=true")
     config = export_onnx(options.model, options.out, options.int8)
     if not options.keep_fp32:
         config = drop_fp32(Path(options.out))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from audiodistill.audio import SAMPLE_RATE, AudioError, load_audio
+from audiodistill.errors import UserError
 from audiodistill.filters import FilterOptions, apply_filters
 from audiodistill.labels import CODEC_SCHEMA, SCHEMA, is_codec_run, read_labels, write_shard
 from audiodistill.manifest import Utterance
@@ -48,7 +49,7 @@ class PseudoLabelOptions:
     filters: FilterOptions = field(default_factory=FilterOptions)
 
 
-class PlanMismatchError(RuntimeError):
+class PlanMismatchError(UserError, RuntimeError):
     """The run directory holds shards of a different plan; resuming would mix corpora."""
 
 

@@ -11,17 +11,21 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audiodistill.errors import UserError
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 SPLITS = ("train", "dev", "test")
+ROWS_PER_PIECE = 10_000  # CSV and Parquet manifests are read this many rows at a time
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest row is invalid; the message names the source, row and field."""
 
 
@@ -43,14 +47,28 @@ class Utterance:
 
 
 def read_manifest(source: str | Path, split: str | None = None) -> list[Utterance]:
-    """Read any supported source; optionally keep one split. Ids must be unique."""
+    """Read any supported source whole; optionally keep one split. Ids must be unique."""
+    utterances = list(iter_manifest(source))
+    _check_unique(utterances, Path(source))
+    if split is not None:
+        if split not in SPLITS:
+            raise ManifestError(f"split must be one of {SPLITS}, got {split!r}")
+        utterances = [u for u in utterances if u.split == split]
+    return utterances
+
+
+def iter_manifest(source: str | Path) -> Iterator[Utterance]:
+    """The utterances of any supported source, in its order, read a bounded piece at a time
+    (a corpus of millions of rows never sits in memory). Raises ManifestError at once for a
+    missing or unsupported source; a bad row raises when reached. Ids are not checked for
+    uniqueness here: that needs every id at once (`read_manifest` does it)."""
     path = Path(source)
     if not path.exists():
         raise ManifestError(f"{path}: no such file or directory")
     if path.is_dir() and (path / "dataset_info.json").exists():
         rows = _hf_dataset_rows(path)
     elif path.is_dir() and (path / "manifest.jsonl").exists():
-        return read_manifest(path / "manifest.jsonl", split)
+        return iter_manifest(path / "manifest.jsonl")
     elif path.is_dir():
         rows = _directory_rows(path)
     elif path.suffix == ".jsonl":
@@ -64,13 +82,7 @@ def read_manifest(source: str | Path, split: str | None = None) -> list[Utteranc
             f"{path}: unsupported manifest type (use a dir, .jsonl, .csv, .parquet)"
         )
     base = path if path.is_dir() else path.parent
-    utterances = [_validate(row, i, path, base) for i, row in enumerate(rows)]
-    _check_unique(utterances, path)
-    if split is not None:
-        if split not in SPLITS:
-            raise ManifestError(f"split must be one of {SPLITS}, got {split!r}")
-        utterances = [u for u in utterances if u.split == split]
-    return utterances
+    return (_validate(row, i, path, base) for i, row in enumerate(rows))
 
 
 def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> None:
@@ -193,29 +205,31 @@ def _check_unique(utterances: list[Utterance], source: Path) -> None:
         seen[u.id] = i
 
 
-def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines()):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ManifestError(f"{path}: row {i + 1}: not valid JSON ({err.msg})") from err
-    return rows
+def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open() as lines:
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{path}: row {i + 1}: not valid JSON ({err.msg})") from err
 
 
-def _csv_rows(path: Path) -> list[dict[str, Any]]:
+def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
     import pandas as pd
 
-    frame = pd.read_csv(path, dtype={"id": str, "text": str, "speaker": str})
-    return _frame_rows(frame)
+    dtypes = {"id": str, "text": str, "speaker": str}
+    with pd.read_csv(path, dtype=dtypes, chunksize=ROWS_PER_PIECE) as pieces:
+        for frame in pieces:
+            yield from _frame_rows(frame)
 
 
-def _parquet_rows(path: Path) -> list[dict[str, Any]]:
-    import pandas as pd
+def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
 
-    return _frame_rows(pd.read_parquet(path))
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=ROWS_PER_PIECE):
+        yield from _frame_rows(batch.to_pandas())
 
 
 def _frame_rows(frame) -> list[dict[str, Any]]:
@@ -223,18 +237,30 @@ def _frame_rows(frame) -> list[dict[str, Any]]:
     return frame.to_dict(orient="records")
 
 
-def _directory_rows(path: Path) -> list[dict[str, Any]]:
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
+def _directory_rows(path: Path) -> Iterator[dict[str, Any]]:
+    found = False
+    for file in _audio_files(path):
+        found = True
+        # audio relative to the directory, as in a manifest file (resolved against it later)
+        relative = file.relative_to(path)
+        yield {"id": str(relative.with_suffix("")), "audio": str(relative)}
+    if not found:
         raise ManifestError(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    # audio relative to the directory, as in a manifest file (resolved against it later)
-    return [
-        {"id": str(f.relative_to(path).with_suffix("")), "audio": str(f.relative_to(path))}
-        for f in files
-    ]
 
 
-def _hf_dataset_rows(path: Path) -> list[dict[str, Any]]:
+def _audio_files(folder: Path) -> Iterator[Path]:
+    """Audio files under `folder` in sorted path order, one directory listed at a time: the
+    same order as sorting every path, without holding every path."""
+    with os.scandir(folder) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _audio_files(Path(entry.path))
+        elif Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:
+            yield Path(entry.path)
+
+
+def _hf_dataset_rows(path: Path) -> Iterator[dict[str, Any]]:
     """A `datasets` dataset saved to disk: audio stays encoded (bytes or path), not decoded."""
     try:
         import datasets
@@ -249,16 +275,15 @@ def _hf_dataset_rows(path: Path) -> list[dict[str, Any]]:
         raise ManifestError(f"{path}: no 'audio' column (columns: {ds.column_names})")
     ds = ds.cast_column("audio", datasets.Audio(decode=False))
     text_col = next((c for c in ("text", "sentence", "transcript") if c in ds.column_names), None)
-    rows = []
-    for i, item in enumerate(ds):
-        audio = item["audio"]
-        local = audio.get("path") if audio.get("path") and Path(audio["path"]).is_file() else None
-        rows.append(
-            {
-                "id": str(item.get("id", i)),
-                "audio": local or "",
-                "audio_bytes": None if local else audio.get("bytes"),
-                "text": item.get(text_col) if text_col else None,
-            }
-        )
-    return rows
+    return (_hf_row(i, item, text_col) for i, item in enumerate(ds))  # read row by row
+
+
+def _hf_row(index: int, item: dict[str, Any], text_col: str | None) -> dict[str, Any]:
+    audio = item["audio"]
+    local = audio.get("path") if audio.get("path") and Path(audio["path"]).is_file() else None
+    return {
+        "id": str(item.get("id", index)),
+        "audio": local or "",
+        "audio_bytes": None if local else audio.get("bytes"),
+        "text": item.get(text_col) if text_col else None,
+    }

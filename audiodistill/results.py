@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiodistill.errors import DataError
 from audiodistill.evaluation import AGREEMENT, wer_delta_text
 
 
@@ -62,6 +63,8 @@ def _row(m: dict, reference: bool) -> str:
 
 def _section(path: str) -> list[str]:
     """One report: what data, then teacher rows before student rows."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such eval report (audiodistill eval writes report.json)")
     report = json.loads(Path(path).read_text())
     first = report["models"][0]  # eval writes a report only after scoring every model
     agreement = first.get("metric") == AGREEMENT

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from audiodistill.config import ConfigError
 from audiodistill.evaluation import (
     EvalOptions,
     Measurements,
@@ -60,7 +61,7 @@ def run(options: EvalOptions) -> list[ModelReport] | dict:
     codecs = [codec_evaluation.is_codec(spec) for spec in options.models]
     if any(codecs):
         if not all(codecs):
-            raise ValueError("eval: score codecs and speech recognizers in separate runs")
+            raise ConfigError("eval: score codecs and speech recognizers in separate runs")
         return codec_evaluation.run(options)
     if options.workers <= 1:
         return run_locally(options)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from audiodistill.config import save_config
+from audiodistill.errors import DataError
 from audiodistill.labelling import (
     PseudoLabelOptions,
     ShardResult,
@@ -95,7 +96,7 @@ def run(options: PseudoLabelOptions, progress: bool = True) -> dict[str, Any]:
     """Label every utterance not yet in `options.out`; return the run's summary."""
     utterances = read_manifest(options.manifest, options.split)[: options.limit]
     if not utterances:
-        raise ValueError(f"{options.manifest}: no utterances to label (split={options.split})")
+        raise DataError(f"{options.manifest}: no utterances to label (split={options.split})")
     run_dir = Path(options.out).resolve()
     if options.overwrite and run_dir.exists():
         shutil.rmtree(run_dir)

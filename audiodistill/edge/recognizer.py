@@ -18,6 +18,7 @@ import onnxruntime as ort
 from audiodistill.ctc_decoding import LM_FILE, CtcDecoder, load_decoder, log_softmax
 from audiodistill.edge.ctc import load_symbols
 from audiodistill.edge.features import ChunkQueue, FeatureStreamer, Step
+from audiodistill.errors import ModelError
 
 EXPORT_KIND = "streaming-onnx"  # config.json "student" that `audiodistill export` writes
 
@@ -90,16 +91,16 @@ def load_onnx_model(path: str | Path, int8: bool = False, threads: int = 1) -> O
     path = Path(path)
     config_path = path / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{path}: not an export directory (no config.json)")
+        raise ModelError(f"{path}: not an export directory (no config.json)")
     config = json.loads(config_path.read_text())
     if config.get("student") != EXPORT_KIND:
-        raise ValueError(
+        raise ModelError(
             f"{path}: not an ONNX streaming export (student {config.get('student')!r}); "
             "make one with `audiodistill export --model <student dir> --out <dir>`"
         )
     kind = "int8" if int8 else "fp32"
     if kind not in config["models"]:
-        raise FileNotFoundError(
+        raise ModelError(
             f"{path}: no {kind} model (it has {', '.join(config['models'])}); "
             "--int8 runs the int8 one, `audiodistill export --int8` makes one"
         )

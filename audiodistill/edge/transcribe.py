@@ -28,6 +28,7 @@ from audiodistill.edge.recognizer import (
 )
 from audiodistill.edge.whisper import EXPORT_KIND as WHISPER_KIND
 from audiodistill.edge.whisper import OnnxWhisper
+from audiodistill.errors import ModelError
 from audiodistill.online import Engine, Event, OnlineSession
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def load_export(
     the fp32 graphs where the export has them, else the int8 ones (a release ships int8 only)."""
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{path}: not an export directory (no config.json)")
+        raise ModelError(f"{path}: not an export directory (no config.json)")
     config = json.loads(config_path.read_text())
     if int8 is None:
         int8 = "fp32" not in config.get("models", {})

@@ -23,6 +23,7 @@ import onnxruntime as ort
 
 from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from audiodistill.edge.features import DFT_COS, DFT_SIN, MEL
+from audiodistill.errors import ModelError
 from audiodistill.repetition import loop_excess
 
 EXPORT_KIND = "whisper-distil-onnx"
@@ -93,10 +94,10 @@ class OnnxWhisper:
         path = Path(path)
         self.config = json.loads((path / "config.json").read_text())
         if self.config.get("student") != EXPORT_KIND:
-            raise ValueError(f"{path}: not a whisper-distil ONNX export")
+            raise ModelError(f"{path}: not a whisper-distil ONNX export")
         kind = "int8" if int8 else "fp32"
         if kind not in self.config["models"]:
-            raise FileNotFoundError(
+            raise ModelError(
                 f"{path}: no {kind} model (it has {', '.join(self.config['models'])}); "
                 "--int8 runs the int8 one, `audiodistill export --int8` makes one"
             )

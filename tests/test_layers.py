@@ -1,0 +1,42 @@
+"""The layer rules, checked in fresh interpreters: the library never imports Ray (pipelines/
+and serve/ are the Ray adapters), and the edge runtime imports without torch."""
+
+import subprocess
+import sys
+
+IMPORT_ALL = """
+import importlib, pkgutil, sys
+import audiodistill
+names = [m.name for m in pkgutil.walk_packages(audiodistill.__path__, "audiodistill.")]
+for name in names:
+    importlib.import_module(name)
+print(len(names), sorted(m for m in sys.modules if m.split(".")[0] == "ray"))
+"""
+
+EDGE_ONLY = """
+import sys
+for name in ("torch", "ray", "transformers", "torchaudio"):
+    sys.modules[name] = None  # an import of it fails, as on an [edge] install
+import importlib, pkgutil
+import audiodistill.edge
+for m in pkgutil.walk_packages(audiodistill.edge.__path__, "audiodistill.edge."):
+    importlib.import_module(m.name)
+for name in ("audiodistill.bench", "audiodistill.client", "audiodistill.cli"):
+    importlib.import_module(name)
+print("ok")
+"""
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_no_library_module_imports_ray():
+    count, ray_modules = _run(IMPORT_ALL).split(" ", 1)
+    assert int(count) > 40 and ray_modules == "[]"
+
+
+def test_the_edge_runtime_imports_without_torch():
+    assert _run(EDGE_ONLY) == "ok"
