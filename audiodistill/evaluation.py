@@ -30,6 +30,7 @@ from audiodistill.config import ConfigError
 from audiodistill.errors import DataError, ModelError
 from audiodistill.manifest import Utterance, read_manifest
 from audiodistill.metrics import cer, corpus_wer, paired_wer_difference
+from audiodistill.progress import Progress
 
 AGREEMENT = "agreement_wer"  # ModelReport.metric of scores against the first model
 # config.json "student" of `audiodistill export` directories (edge/recognizer.py, edge/whisper.py)
@@ -375,10 +376,12 @@ def measure(model: EvalModel, utterances: Sequence[Utterance], warmup: int = 1) 
     for audio in audios[:warmup]:
         model.transcribe([audio])  # first-call costs (allocation, lazy init) are not RTF
     hypotheses, seconds = [], []
+    progress = Progress(f"eval {model.name}", len(audios))
     for audio in audios:
         start = time.perf_counter()
         hypotheses.extend(model.transcribe([audio]))
         seconds.append(time.perf_counter() - start)
+        progress.step()
     chunks = finals = None
     if model.recognizer is not None:
         chunks, finals = _stream_latencies(model, audios, warmup)
