@@ -435,9 +435,12 @@ def test_byte_bpe_decoder_matches_the_whisper_tokenizer():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fill_window", [False, True])
+# a 2-layer copy of tiny.en, untrained, decodes 30 s windows on near-ties that the ONNX
+# graph's float rounding can flip ("time"/"timer"; the features agree to 1e-5), so the
+# padded window is checked with every layer and the layer mapping with the filled window
+@pytest.mark.parametrize("fill_window, layers", [(False, 4), (True, 2)])
 def test_whisper_distil_onnx_transcribes_like_pytorch(
-    hf_teacher_dir, speech, tmp_path, fill_window
+    hf_teacher_dir, speech, tmp_path, fill_window, layers
 ):
     """A student built from the bundled tiny.en: the torch-free runtime gives the same text."""
     from audiodistill.edge.whisper import OnnxWhisper
@@ -448,7 +451,7 @@ def test_whisper_distil_onnx_transcribes_like_pytorch(
     )
 
     options = WhisperDistilOptions(
-        teacher=str(hf_teacher_dir), decoder_layers=2, fill_window=fill_window
+        teacher=str(hf_teacher_dir), decoder_layers=layers, fill_window=fill_window
     )
     task = WhisperDistilTask(options)
     task.save(task.build(), tmp_path / "student")
