@@ -6,6 +6,7 @@ errors without internals, every refusal counted by the replica that answered."""
 import asyncio
 import contextlib
 import json
+import threading
 import time
 
 import jiwer
@@ -78,6 +79,24 @@ def long_file(speech):
     return np.concatenate(parts), clips * 4
 
 
+@pytest.fixture(scope="module")
+def healthy(url, long_file):
+    """A live stream at real-time pace (30 s of speech) running beside the hostile tests
+    that ask for it; `test_the_healthy_stream_beside_them_was_served_whole` checks it."""
+    from audiodistill.client import stream_audio
+
+    audio = long_file[0][: 30 * SAMPLE_RATE]
+    result: dict = {}
+
+    def run() -> None:
+        result["stream"] = asyncio.run(stream_audio(url, audio, "teacher-ct2", True, 100, KEY))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(1.0)  # under way before the first hostile request
+    return thread, audio, result
+
+
 def _post(url, data: bytes, name="a.wav", headers=AUTH, **fields):
     files = {"file": (name, data)}
     return requests.post(url + PATH, files=files, data=fields, headers=headers, timeout=120)
@@ -138,7 +157,7 @@ def _multipart(fields: list[tuple[str, str | None, bytes]]) -> tuple[dict, bytes
     return {**headers, "Content-Length": str(len(body))}, body
 
 
-def test_uploads_are_refused_before_the_body_is_read(url):
+def test_uploads_are_refused_before_the_body_is_read(healthy, url):
     gib = {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(1 << 30)}
     status, body, took = raw_post(url, PATH, gib, b"--x\r\n")
     assert status == 401 and took < 2.0  # nothing of the gigabyte was waited for
@@ -154,7 +173,7 @@ def test_uploads_are_refused_before_the_body_is_read(url):
     assert status == 413
 
 
-def test_malformed_requests_get_a_clear_400_after_the_key(url, speech):
+def test_malformed_requests_get_a_clear_400_after_the_key(healthy, url, speech):
     clip = wav_bytes(speech[1][0])
     headers, body = _multipart([("model", None, b"teacher-ct2")])
     assert raw_post(url, PATH, headers, body)[0] == 401  # the key first, then the form
@@ -190,14 +209,16 @@ async def _hold_streams(url: str, n: int):
     return first, closes
 
 
-def test_the_stream_cap_refuses_with_an_error_event_then_a_close(url):
-    first, closes = asyncio.run(_hold_streams(url, MAX_STREAMS + 2))
-    assert [e["type"] for e in first].count("ready") == MAX_STREAMS
+def test_the_stream_cap_refuses_with_an_error_event_then_a_close(healthy, url):
+    open_now = requests.get(url + "/healthz", timeout=10).json()["active_streams"]
+    assert open_now == 1  # the healthy stream
+    first, closes = asyncio.run(_hold_streams(url, MAX_STREAMS + 1))
+    assert [e["type"] for e in first].count("ready") == MAX_STREAMS - open_now
     assert [e["type"] for e in first].count("error") == 2  # the event always comes first
     assert closes == [(1013, f"server is at its limit of {MAX_STREAMS} streams")] * 2
 
 
-def test_idle_counts_from_the_last_frame(url, speech):
+def test_idle_counts_from_the_last_frame(healthy, url, speech):
     async def idle_after_audio():
         import websockets
 
@@ -215,13 +236,13 @@ def test_idle_counts_from_the_last_frame(url, speech):
     assert IDLE_S - 0.1 < took < 1.5 * IDLE_S + 1.0
 
 
-def test_a_stream_without_audio_ends_normally(url):
+def test_a_stream_without_audio_ends_normally(healthy, url):
     config, end = json.dumps({"type": "config"}), json.dumps({"type": "end"})
     code, _, events = asyncio.run(exchange(url, [config, end], AUTH))
     assert code == 1000 and events[-1] == {"type": "done", "audio_seconds": 0.0}
 
 
-def test_a_client_past_its_window_is_closed_at_once(url, speech):
+def test_a_client_past_its_window_is_closed_at_once(healthy, url, speech):
     """The close comes when the frame past the window arrives, not once the model has
     worked through the window of audio queued before it."""
     audio = np.tile(np.concatenate(speech[1]), 3)[: 30 * SAMPLE_RATE]
@@ -279,3 +300,11 @@ def test_the_same_counts_reach_rays_metrics_export(server, url):
             break
         time.sleep(1.0)
     assert exported == want
+
+
+def test_the_healthy_stream_beside_them_was_served_whole(healthy, url):
+    thread, audio, result = healthy
+    thread.join(timeout=120)
+    stream = result["stream"]
+    assert stream.close_code == 1000
+    assert stream.text() == _post(url, wav_bytes(audio)).json()["text"]
