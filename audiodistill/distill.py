@@ -29,9 +29,9 @@ from audiodistill.labels import is_codec_run, read_labels
 from audiodistill.manifest import ManifestError, read_manifest
 from audiodistill.metrics import corpus_wer, normalize_text
 from audiodistill.students.codec import CodecOptions
+from audiodistill.students.fake import FakeStudentOptions
 from audiodistill.students.streaming_task import StreamingOptions
 from audiodistill.students.whisper_distil import WhisperDistilOptions
-from audiodistill.testing.fake_student import FakeStudentOptions
 
 CHECKPOINT_FILE = "state.pt"  # one file per checkpoint: model, optimizer, schedule, progress
 HELD_OUT_SPLITS = ("dev", "test")  # splits of extra label runs never trained on

@@ -33,8 +33,8 @@ from audiodistill.distill import (
 )
 from audiodistill.filters import FilterOptions
 from audiodistill.labels import SCHEMA, read_labels, shard_path
+from audiodistill.students.fake import FakeStudentTask, make_tone_labels
 from audiodistill.students.registry import build_task
-from audiodistill.testing.fake_student import FakeStudentTask, make_tone_labels
 from pipelines.distill import prepare
 
 

@@ -13,7 +13,7 @@ import pytest
 import audiodistill
 from audiodistill.config import load_config
 from audiodistill.distill import DistillOptions
-from audiodistill.testing.fake_student import make_tone_labels
+from audiodistill.students.fake import make_tone_labels
 from pipelines.distill import run
 
 pytestmark = pytest.mark.integration

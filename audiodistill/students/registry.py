@@ -20,7 +20,7 @@ STUDENTS = ("streaming", "whisper-distil", "codec", "fake")  # kinds build_task 
 def build_task(options: DistillOptions) -> StudentTask:
     """The training task for `options.student`; ConfigError naming the kinds for an unknown one."""
     if options.student == "fake":
-        from audiodistill.testing.fake_student import FakeStudentTask
+        from audiodistill.students.fake import FakeStudentTask
 
         return FakeStudentTask(options.fake)
     if options.student == "whisper-distil":
@@ -46,7 +46,7 @@ def load_model(path: str | Path) -> Any:
         raise FileNotFoundError(f"{path}: not an exported student (no config.json)")
     kind = json.loads(config_path.read_text()).get("student")
     if kind == "fake":
-        from audiodistill.testing.fake_student import load_fake_student
+        from audiodistill.students.fake import load_fake_student
 
         return load_fake_student(path)
     if kind == "whisper-distil":

@@ -2,8 +2,8 @@
 
 Proves the distillation loop (Ray Train, checkpoints, resume, export) without a real model:
 trained on about 100 clips, its dev WER falls from 1.0 to 0 in about 200 steps of 8 clips
-(under a second of CPU). Kept apart from dummies.py so that the fake teacher's Ray actors
-do not pay for importing torch.
+(under a second of CPU). Tests and dry runs of the training job use it (`student: fake`),
+which is why it is a student of the library and not a test helper.
 """
 
 from __future__ import annotations
