@@ -31,6 +31,7 @@ from audiodistill.errors import DataError, ModelError
 from audiodistill.manifest import Utterance, read_manifest
 from audiodistill.metrics import cer, corpus_wer, paired_wer_difference
 from audiodistill.progress import Progress
+from audiodistill.words import Word
 
 AGREEMENT = "agreement_wer"  # ModelReport.metric of scores against the first model
 # config.json "student" of `audiodistill export` directories (edge/recognizer.py, edge/whisper.py)
@@ -52,6 +53,9 @@ class EvalModel:
     recognizer: Callable[[], Any] | None = None
     # streaming models: audio per accept() call, the chunk the model was exported for
     chunk_ms: int = 0
+    # Whisper-type models: (audios, prompt=None) -> each clip's timed words (streaming
+    # students time theirs from the frames a live stream gives: serving.ServedModel)
+    transcribe_words: Callable[..., list[list[Word]]] | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -119,6 +123,9 @@ class ModelReport:
     # "agreement_wer" against `reference_model`'s transcripts (recordings without any)
     metric: str = "wer"
     reference_model: str | None = None
+    # eval words=true: word-boundary errors on the known-boundary clips
+    # (word_timing.WordTiming as a dict); None otherwise
+    word_timing: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,13 @@ class EvalOptions:
     # Ray actors per model, each scoring a contiguous share of the utterances (1: no Ray,
     # one fresh process per model; > 1 needs pipelines.evaluate, which `audiodistill eval` uses)
     workers: int = 1
+    # also time words: each model's word-boundary errors on TTS clips whose word times are
+    # known (audiodistill.word_timing), not on `data`; runs here, so workers must be 1
+    words: bool = False
+
+    def __post_init__(self) -> None:
+        if self.words and self.workers > 1:
+            raise ValueError("words=true runs without Ray: set workers=1")
 
 
 def directory_size(
@@ -185,6 +199,7 @@ def _ct2_teacher(
         size_bytes=directory_size(model_dir),
         transcribe=lambda audios, prompt=None: [t.text for t in teacher.transcribe(audios, prompt)],
         takes_prompt=True,
+        transcribe_words=teacher.transcribe_words,
     )
 
 
@@ -200,6 +215,7 @@ def _hf_teacher(path: str | None, threads: int) -> EvalModel:
         size_bytes=directory_size(path or ensure_bundled_hf()),
         transcribe=lambda audios, prompt=None: [t.text for t in teacher.transcribe(audios, prompt)],
         takes_prompt=True,
+        transcribe_words=teacher.transcribe_words,
     )
 
 
@@ -221,6 +237,8 @@ def _student(path: str, threads: int) -> EvalModel:
         takes_prompt=not streaming,
         recognizer=student.recognizer if streaming else None,
         chunk_ms=student.model.config.chunk_ms if streaming else 0,
+        # streaming students time words from a live stream's frames (serving.ServedModel)
+        transcribe_words=None if streaming else getattr(student, "transcribe_words", None),
     )
 
 
@@ -284,7 +302,8 @@ def _onnx_export(path: str, threads: int) -> EvalModel:
             chunk_ms=int(config["chunk_ms"]),
         )
     model = OnnxWhisper(path, int8=int8, threads=threads)
-    return EvalModel(name, "whisper-distil", parameters, size, model.transcribe)
+    kind, words = "whisper-distil", model.transcribe_words
+    return EvalModel(name, kind, parameters, size, model.transcribe, transcribe_words=words)
 
 
 def load_eval_model(
@@ -531,6 +550,11 @@ def markdown_table(reports: Sequence[ModelReport], data_label: str) -> str:
             f"{_ms(r.final_latency_p50_s)} / {_ms(r.final_latency_p95_s)} |"
             for r in streaming
         ]
+    timed = [(r.name, r.word_timing) for r in reports if r.word_timing is not None]
+    if timed:
+        from audiodistill.word_timing import markdown_table as word_table
+
+        lines += ["", word_table(timed)]
     return "\n".join(lines) + "\n"
 
 
@@ -595,8 +619,10 @@ def write_results(
     options: EvalOptions,
     utterances: Sequence[Utterance],
     measured: Sequence[tuple[ModelInfo, Measurements]],
+    word_timings: Sequence[dict] | None = None,
 ) -> list[ModelReport]:
-    """Reports, hypotheses.jsonl and config.yaml for models measured (in order) on `utterances`."""
+    """Reports, hypotheses.jsonl and config.yaml for models measured (in order) on `utterances`
+    (with `word_timings`, each model's word-boundary errors, in the same order)."""
     from audiodistill.config import save_config
 
     out = Path(options.out)
@@ -615,6 +641,8 @@ def write_results(
             report = summarize(info, utterances, m, command, baseline)
             if agreement:
                 report = replace(report, metric=AGREEMENT, reference_model=measured[0][0].name)
+            if word_timings is not None:
+                report = replace(report, word_timing=word_timings[index])
             reports.append(report)
             for u, hypothesis in zip(utterances, m.hypotheses, strict=True):
                 row = {
@@ -641,4 +669,9 @@ def run(options: EvalOptions) -> list[ModelReport]:
         _in_fresh_process(measure_spec, spec, options.threads, options.compute_type, utterances)
         for spec in options.models
     ]
-    return write_results(options, utterances, measured)
+    timings = None
+    if options.words:
+        from audiodistill.word_timing import measure_spec as time_words
+
+        timings = [_in_fresh_process(time_words, spec, options.threads) for spec in options.models]
+    return write_results(options, utterances, measured, timings)

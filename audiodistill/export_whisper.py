@@ -5,7 +5,9 @@ encoder.onnx: log-mel features [1, n_mels, F] (F even, any length up to 30 s) ->
   [layers, 1, heads, F/2, head_dim], computed once per utterance instead of at every token.
 decoder.onnx: token ids [1, n] (the prompt first, then one token a step), the cross
   keys/values, and the self-attention cache [layers, 1, heads, P, head_dim] (P = tokens so
-  far, 0 at the start) -> logits of the last position [1, vocab] and the cache grown by n.
+  far, 0 at the start) -> logits of the last position [1, vocab], the cache grown by n, and
+  the cross-attention weights [layers, 1, heads, n, T] of the n positions (word times:
+  audiodistill.whisper_alignment; config.json names the alignment heads).
 
 With --int8, encoder.int8.onnx and decoder.int8.onnx beside them (dynamic int8, per-channel
 weights). The student's tokenizer, processor and generation files are copied; config.json
@@ -30,6 +32,7 @@ from torch import nn
 
 from audiodistill.edge.whisper import EXPORT_KIND
 from audiodistill.export import quantize_int8, trace_to_onnx
+from audiodistill.whisper_alignment import alignment_heads
 from audiodistill.whisper_decode import prompt_ids
 
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
@@ -65,10 +68,17 @@ class EncoderGraph(nn.Module):
         from audiodistill.students.whisper_distil import encode
 
         states = encode(self.model, features)
-        layers = self.model.model.decoder.layers
-        keys = [_heads(layer.encoder_attn.k_proj(states), self.n_heads) for layer in layers]
-        values = [_heads(layer.encoder_attn.v_proj(states), self.n_heads) for layer in layers]
-        return states, torch.stack(keys), torch.stack(values)
+        return states, *cross_keys_values(self.model, states)
+
+
+def cross_keys_values(model: nn.Module, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every decoder layer's cross-attention keys and values [layers, 1, heads, T, head_dim]
+    of encoder states [1, T, D]."""
+    n_heads = model.config.decoder_attention_heads
+    layers = model.model.decoder.layers
+    keys = [_heads(layer.encoder_attn.k_proj(states), n_heads) for layer in layers]
+    values = [_heads(layer.encoder_attn.v_proj(states), n_heads) for layer in layers]
+    return torch.stack(keys), torch.stack(values)
 
 
 class DecoderStepGraph(nn.Module):
@@ -90,7 +100,7 @@ class DecoderStepGraph(nn.Module):
         query_pos = past + torch.arange(n)[:, None]
         key_pos = torch.arange(past + n)[None, :]
         causal = torch.zeros(n, past + n).masked_fill(key_pos > query_pos, -math.inf)
-        new_keys, new_values = [], []
+        new_keys, new_values, cross_weights = [], [], []
         for i, layer in enumerate(self.decoder.layers):
             h = layer.self_attn_layer_norm(x)
             keys = torch.cat([past_keys[i], _heads(layer.self_attn.k_proj(h), self.n_heads)], 2)
@@ -99,18 +109,30 @@ class DecoderStepGraph(nn.Module):
             new_keys.append(keys)
             new_values.append(values)
             h = layer.encoder_attn_layer_norm(x)
-            x = x + self._attend(layer.encoder_attn, h, cross_keys[i], cross_values[i], None)
+            y, weights = self._cross_attend(layer.encoder_attn, h, cross_keys[i], cross_values[i])
+            x = x + y
+            cross_weights.append(weights)
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
         last = self.decoder.layer_norm(x)[:, -1]  # [1, D]
         # weight [V, D] @ last [D, 1], not last @ weight.T: the output layer is tied to the
         # token embedding, and a transposed copy would store the largest tensor twice
         logits = torch.matmul(self.proj_out.weight, last[:, :, None])[..., 0]  # [1, V]
-        return logits, torch.stack(new_keys), torch.stack(new_values)
+        return logits, torch.stack(new_keys), torch.stack(new_values), torch.stack(cross_weights)
 
     def _attend(self, attention, h, keys, values, mask):
         q = _heads(attention.q_proj(h) * attention.scaling, self.n_heads)
         y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=1.0)
+        return self._merge(attention, y)
+
+    def _cross_attend(self, attention, h, keys, values):
+        """Cross-attention written out, so its weights [1, heads, n, T] are an output too
+        (the same arithmetic as scaled_dot_product_attention without a mask)."""
+        q = _heads(attention.q_proj(h) * attention.scaling, self.n_heads)
+        weights = torch.softmax(torch.matmul(q, keys.transpose(-1, -2)), dim=-1)
+        return self._merge(attention, torch.matmul(weights, values)), weights
+
+    def _merge(self, attention, y):
         b, _, t, _ = y.shape
         return attention.out_proj(y.transpose(1, 2).reshape(b, t, -1))
 
@@ -157,9 +179,10 @@ def _export_decoder(model: nn.Module, prompt: list[int], path: Path) -> None:
         **{name: {3: "t"} for name in ("cross_keys", "cross_values")},
         **{name: {3: "past"} for name in ("past_keys", "past_values")},
         **{name: {3: "total"} for name in ("keys_out", "values_out")},
+        "cross_attention": {3: "n", 4: "t"},
     }
     example = (torch.tensor([prompt]), cross, cross, past, past)
-    outputs = ["logits", "keys_out", "values_out"]
+    outputs = ["logits", "keys_out", "values_out", "cross_attention"]
     trace_to_onnx(DecoderStepGraph(model).eval(), example, path, inputs, outputs, dynamic)
 
 
@@ -195,6 +218,12 @@ def _export_config(model: nn.Module, prompt: list[int], models: dict) -> dict:
         "tail_seconds": getattr(cfg, "tail_seconds", None),
         "fill_window": getattr(cfg, "fill_window", False),
         "cache": {"layers": cfg.decoder_layers, "heads": cfg.decoder_attention_heads},
+        # (layer, head) pairs whose cross-attention times words (edge.whisper)
+        "alignment_heads": alignment_heads(
+            getattr(generation, "alignment_heads", None),
+            cfg.decoder_layers,
+            cfg.decoder_attention_heads,
+        ),
         "head_dim": cfg.d_model // cfg.decoder_attention_heads,
         "opset": OPSET,
     }

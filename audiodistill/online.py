@@ -25,14 +25,18 @@ from typing import Protocol
 
 import numpy as np
 
-from audiodistill.audio import SAMPLE_RATE
+from audiodistill.audio import HOP_LENGTH, SAMPLE_RATE
+from audiodistill.ctc_alignment import ctc_words
 from audiodistill.ctc_decoding import CtcDecoder
 from audiodistill.edge.features import ChunkQueue, Step
 from audiodistill.vad import EnergyVad, VadOptions
+from audiodistill.words import Word, shifted, snap_to_speech, words_text
 
 # features [n, n_mels] and a stream state (None: new stream) -> CTC log-probs [T, V], new state
 StepFn = Callable[[np.ndarray, dict | None], Awaitable[tuple[np.ndarray, dict]]]
 TranscribeFn = Callable[[np.ndarray], Awaitable[str]]
+# a clip -> its words, times from the clip's start
+TranscribeWordsFn = Callable[[np.ndarray], Awaitable[list[Word]]]
 # a session checks for the end of a segment every few VAD frames (3 x 30 ms), however
 # large the pieces a client sends
 SLICE_FRAMES = 3
@@ -64,12 +68,19 @@ class Event:
     text: str
     start: float  # where the segment's speech starts
     end: float  # partial: audio received so far; final: the end of the segment's speech
+    words: list[Word] | None = None  # a final's timed words, when the engine was asked
 
     def to_dict(self) -> dict:
-        return {"type": self.type, "text": self.text, "start": self.start, "end": self.end}
+        out = {"type": self.type, "text": self.text, "start": self.start, "end": self.end}
+        if self.words is not None:
+            out["words"] = [w.to_dict() for w in self.words]
+        return out
 
 
 class Engine(Protocol):
+    """Turns a stream's audio into text. An engine asked for word times also sets
+    `final_words` in `end_segment`: the final text's words, in seconds of stream audio."""
+
     async def accept(self, pcm: np.ndarray, speech: bool) -> str:
         """Take 16 kHz float32 samples; return the open segment's text so far. `speech`
         says whether the segment has had speech yet (an engine may skip work until then)."""
@@ -85,9 +96,17 @@ class Engine(Protocol):
 class CtcEngine:
     """A streaming CTC student run chunk by chunk through `step`, as `queue` plans the steps
     (streaming.chunk_queue); `pad_samples` zeros go before the stream's audio (the encoder's
-    `feature_pad_samples`)."""
+    `feature_pad_samples`). With `words`, a final's words are timed from the frames its
+    text was decoded from (ctc_alignment) and snapped to the segment's speech."""
 
-    def __init__(self, step: StepFn, decoder: CtcDecoder, queue: ChunkQueue, pad_samples: int = 0):
+    def __init__(
+        self,
+        step: StepFn,
+        decoder: CtcDecoder,
+        queue: ChunkQueue,
+        pad_samples: int = 0,
+        words: bool = False,
+    ):
         from audiodistill.students.features import FeatureStreamer
 
         self._step = step
@@ -95,10 +114,23 @@ class CtcEngine:
         self._chunks = queue
         self._features = FeatureStreamer(pad_samples)
         self._state: dict | None = None
-        self._segment = decoder.stream()  # decodes the open segment's frames
-        self._text = ""
+        self._words = words
+        self._frame_seconds = queue.subsampling * HOP_LENGTH / SAMPLE_RATE  # one CTC frame
+        self._frames = 0  # CTC frames of the stream so far
+        self._received = 0  # stream samples so far
+        self.final_words: list[Word] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._segment, self._text = self._decoder.stream(), ""  # the open segment's decoding
+        self._logprobs: list[np.ndarray] = []  # its frames, and its audio (words only)
+        self._audio: list[np.ndarray] = []
+        self._audio_start = self._received  # the stream sample its audio starts at
 
     async def accept(self, pcm: np.ndarray, speech: bool) -> str:
+        self._received += len(pcm)
+        if self._words:
+            self._audio.append(pcm)
         for step in self._chunks.push(self._features.accept(pcm).numpy()):
             await self._run(step)
         return self._text
@@ -109,11 +141,24 @@ class CtcEngine:
             if last is not None:
                 await self._run(last)
         text = self._segment.finalize()
-        await self.drop_segment()
+        if self._words:
+            self.final_words = self._timed(text)
+        self._reset()
         return text
 
     async def drop_segment(self) -> None:
-        self._segment, self._text = self._decoder.stream(), ""
+        self._reset()
+
+    def _timed(self, text: str) -> list[Word]:
+        """The words of the open segment's final `text`, in seconds of stream audio."""
+        if not self._logprobs:
+            return []
+        logprobs = np.concatenate(self._logprobs)
+        first = (self._frames - len(logprobs)) * self._frame_seconds
+        d = self._decoder
+        words = ctc_words(logprobs, text, d.symbols, d.blank, self._frame_seconds, first)
+        start, audio = self._audio_start / SAMPLE_RATE, np.concatenate(self._audio)
+        return shifted(snap_to_speech(shifted(words, -start), audio), start)
 
     async def _run(self, step: Step) -> None:
         if step.restart is not None:  # a fresh state (None) primed with the left context
@@ -121,6 +166,9 @@ class CtcEngine:
             for features in step.restart:
                 _, self._state = await self._step(features, self._state)
         logprobs, self._state = await self._step(step.features, self._state)
+        self._frames += len(logprobs)
+        if self._words:
+            self._logprobs.append(logprobs)
         self._text = self._segment.accept(logprobs)
 
 
@@ -141,18 +189,28 @@ class LocalAgreementEngine:
     same audio.
     """
 
-    def __init__(self, transcribe: TranscribeFn, decode_every_s: float = 1.0):
+    def __init__(
+        self,
+        transcribe: TranscribeFn,
+        decode_every_s: float = 1.0,
+        transcribe_words: TranscribeWordsFn | None = None,
+    ):
         self._transcribe = transcribe
         self._decode_every = int(decode_every_s * SAMPLE_RATE)
+        self._transcribe_words = transcribe_words  # given: finals are timed word by word
+        self.final_words: list[Word] | None = None
+        self._received = 0  # stream samples so far
         self._reset()
 
     def _reset(self) -> None:
+        self._start = self._received  # the stream sample the open segment starts at
         self._pieces: list[np.ndarray] = []
         self._undecoded = 0  # samples received since the last decode
         self._previous: list[str] = []  # the last hypothesis, in words
         self._committed: list[str] = []
 
     async def accept(self, pcm: np.ndarray, speech: bool) -> str:
+        self._received += len(pcm)
         self._pieces.append(np.asarray(pcm, dtype=np.float32))
         self._undecoded += len(pcm)
         if speech and self._undecoded >= self._decode_every:
@@ -168,8 +226,13 @@ class LocalAgreementEngine:
 
     async def end_segment(self, flush: bool) -> str:
         audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.float32)
+        start = self._start / SAMPLE_RATE
         self._reset()
-        return (await self._transcribe(audio)).strip() if len(audio) else ""
+        if self._transcribe_words is None:
+            return (await self._transcribe(audio)).strip() if len(audio) else ""
+        words = await self._transcribe_words(audio) if len(audio) else []
+        self.final_words = shifted(words, start)
+        return words_text(words)
 
     async def drop_segment(self) -> None:
         self._reset()
@@ -343,7 +406,8 @@ class OnlineSession:
         segment = self._segments.close()
         self._partial, self._announced = "", False
         start, end = _seconds(segment.speech_start), _seconds(segment.speech_end)
-        return [Event("final", text, start, end)] if text or self.speech_events else []
+        words = getattr(self.engine, "final_words", None)  # engines asked for word times
+        return [Event("final", text, start, end, words)] if text or self.speech_events else []
 
 
 def _seconds(samples: int) -> float:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from audiodistill.audio import HOP_LENGTH, SAMPLE_RATE
+from audiodistill.words import Word, snap_to_speech
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -69,6 +72,7 @@ class ServedModel:
 
         torch.set_num_threads(threads)
         self.takes_prompt, self._onnx, self._torch = False, None, None
+        self._transcribe_words = None  # Whisper-type models' (streaming students': frames)
         if is_streaming_student(spec) and _kind(spec) == "streaming-onnx":
             parameters = self._load_onnx(spec, threads, chunk_ms)
         elif is_streaming_student(spec):
@@ -78,6 +82,7 @@ class ServedModel:
 
             loaded = load_eval_model(spec, threads=threads, workers=LANES)
             self.chunk_frames, self._transcribe = 0, loaded.transcribe
+            self._transcribe_words = loaded.transcribe_words
             parameters = loaded.parameters
             self.takes_prompt = loaded.takes_prompt
         streaming = self._onnx is not None or self._torch is not None
@@ -100,6 +105,7 @@ class ServedModel:
         config = self._torch.model.config
         self.chunk_frames = frames_per_chunk(config, chunk_ms)
         self.decoder, self.pad_samples = self._torch.decoder, config.feature_pad_samples
+        self.subsampling = config.subsampling
         self._transcribe = self._torch.transcribe
         return sum(p.numel() for p in self._torch.model.parameters())
 
@@ -117,6 +123,7 @@ class ServedModel:
         self.chunk_frames = self._onnx.chunk_frames
         self.decoder = self._onnx.decoder
         self.pad_samples = int(config.get("feature_pad_samples", 0))
+        self.subsampling = self._onnx.subsampling
         self._transcribe = self._onnx.transcribe
         return onnx_parameters(self._onnx.model_path)
 
@@ -138,18 +145,67 @@ class ServedModel:
             return [t.strip() for t in self._transcribe(list(audios), prompt=prompt)]
         return [t.strip() for t in self._transcribe(list(audios))]
 
+    def transcribe_words(
+        self, audios: Sequence[np.ndarray], prompt: str | None = None, snap: bool = True
+    ) -> list[list[Word]]:
+        """The timed words of whole 16 kHz clips (times from each clip's start).
+
+        A streaming student streams each clip as a live stream would and aligns its final
+        text to the frames (audiodistill.ctc_alignment); Whisper-type models align with their
+        decoder's cross-attention (audiodistill.whisper_alignment). Then, unless `snap` is
+        off (the alignment's own times, which the evaluation reports beside), the edges are
+        moved onto the speech (`words.snap_to_speech`).
+        """
+        if self._onnx is not None or self._torch is not None:
+            timed = [self._stream_words(np.asarray(a, dtype=np.float32)) for a in audios]
+        elif self._transcribe_words is None:
+            raise ValueError(f"{self.info.id} gives no word times")
+        elif prompt and self.takes_prompt:
+            timed = self._transcribe_words(list(audios), prompt=prompt)
+        else:
+            timed = self._transcribe_words(list(audios))
+        if not snap:
+            return timed
+        return [snap_to_speech(w, a) for w, a in zip(timed, audios, strict=True)]
+
+    def _stream_words(self, audio: np.ndarray) -> list[Word]:
+        """One clip through the live path (features, planned steps, decoder), its final text
+        aligned to the frames it was decoded from."""
+        from audiodistill.ctc_alignment import ctc_words
+        from audiodistill.ctc_decoding import decode
+        from audiodistill.students.features import FeatureStreamer
+
+        queue, state, frames = self.chunk_queue(), None, []
+        steps = queue.push(FeatureStreamer(self.pad_samples).accept(audio).numpy())
+        for step in [*steps, queue.flush()]:
+            if step is None:  # no whole encoder frame left at the end
+                continue
+            if step.restart is not None:  # a fresh state primed with the left context
+                state = None
+                for features in step.restart:
+                    _, state = self.step([features], [state])[0]
+            logprobs, state = self.step([step.features], [state])[0]
+            frames.append(logprobs)
+        if not frames:
+            return []
+        logprobs = np.concatenate(frames)
+        seconds = self.subsampling * HOP_LENGTH / SAMPLE_RATE  # one CTC frame
+        text = decode(self.decoder, logprobs)
+        return ctc_words(logprobs, text, self.decoder.symbols, self.decoder.blank, seconds)
+
     def transcribe_prompted(
-        self, audios: Sequence[np.ndarray], prompts: Sequence[str | None]
-    ) -> list[str]:
+        self, audios: Sequence[np.ndarray], prompts: Sequence[str | None], words: bool = False
+    ) -> list:
         """A batch of requests, each with its own prompt: one call per distinct prompt
-        (usually one, for no prompt at all)."""
-        texts = [""] * len(audios)
+        (usually one, for no prompt at all). Texts, or with `words` each clip's words."""
+        results: list = [None] * len(audios)
+        run = self.transcribe_words if words else self.transcribe
         for prompt in dict.fromkeys(prompts):
             rows = [i for i, p in enumerate(prompts) if p == prompt]
-            out = self.transcribe([audios[i] for i in rows], prompt)
-            for i, text in zip(rows, out, strict=True):
-                texts[i] = text
-        return texts
+            out = run([audios[i] for i in rows], prompt)
+            for i, result in zip(rows, out, strict=True):
+                results[i] = result
+        return results
 
     def step(
         self, chunks: Sequence[np.ndarray], states: Sequence[dict | None]

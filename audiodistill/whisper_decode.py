@@ -1,4 +1,5 @@
-"""Batched greedy decoding for Whisper-style decoders, with a KV cache and soft targets.
+"""Batched greedy decoding for Whisper-style decoders, with a KV cache and soft targets, and
+the word times of what was decoded (`decoder_words`).
 
 One decoder for the transformers teacher and the whisper-distil student, so both decode
 the same way. It takes encoder output rather than audio because the student runs its
@@ -12,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from audiodistill.repetition import LOOP_REPEATS, loop_excess
+from audiodistill.words import Word
 
 
 @dataclass
@@ -165,3 +168,49 @@ def _end_loops(results: list[Decoded], done: torch.Tensor, repeats: int) -> torc
         del result.topk_ids[keep:], result.topk_logprobs[keep:]
         ended[b] = True
     return ended
+
+
+def model_alignment_heads(model: nn.Module) -> list[tuple[int, int]]:
+    """The (layer, head) pairs that time words: the generation config's alignment heads, or
+    the fallback of `whisper_alignment.alignment_heads`. A whisper-distil student saved
+    before its heads were renumbered to its kept layers (no `teacher_layers` in its config)
+    holds the teacher's numbering, which would pick the wrong heads: it gets the fallback."""
+    from audiodistill.whisper_alignment import alignment_heads
+
+    config = model.config
+    heads = getattr(model.generation_config, "alignment_heads", None)
+    if getattr(config, "student", None) == "whisper-distil" and not getattr(
+        config, "teacher_layers", None
+    ):
+        heads = None
+    return alignment_heads(heads, config.decoder_layers, config.decoder_attention_heads)
+
+
+@torch.inference_mode()
+def decoder_words(
+    model: nn.Module,
+    encoder_out: torch.Tensor,
+    prompt: Sequence[int],
+    tokens: Sequence[int],
+    positions: int,
+    decode,
+) -> list[Word]:
+    """Words of one window's greedy `tokens`, timed from the cross-attention of a
+    teacher-forced pass of `prompt` + `tokens` over `encoder_out` [1, T, D], whose first
+    `positions` encoder positions hold the audio (`whisper_alignment.timed_words`).
+    `decode`: token ids -> text, not stripped."""
+    from audiodistill.export_whisper import DecoderStepGraph, cross_keys_values
+    from audiodistill.whisper_alignment import timed_words
+
+    if not tokens:
+        return []
+    keys, values = cross_keys_values(model, encoder_out)
+    cfg = model.config
+    head_dim = cfg.d_model // cfg.decoder_attention_heads
+    empty = keys.new_zeros(cfg.decoder_layers, 1, cfg.decoder_attention_heads, 0, head_dim)
+    ids = torch.tensor([[*prompt, *tokens]], device=encoder_out.device)
+    *_, weights = DecoderStepGraph(model)(ids, keys, values, empty, empty)
+    # row i of the rows from the prompt's last on predicted token i (the last, end-of-text)
+    rows = weights[:, 0, :, len(prompt) - 1 :].float().cpu().numpy()  # [L, H, tokens + 1, T]
+    chosen = np.stack([rows[layer, head] for layer, head in model_alignment_heads(model)])
+    return timed_words(list(tokens), decode, chosen, positions)

@@ -39,6 +39,7 @@ from audiodistill.online import (
     clip_segments,
 )
 from audiodistill.serving import ModelInfo, model_id
+from audiodistill.words import Word, shifted, words_text
 from serve import formats, realtime, uploads
 from serve.formats import ApiError
 from serve.metrics import GatewayMetrics
@@ -72,7 +73,7 @@ class ModelDeployment:
         from audiodistill.serving import ServedModel
 
         self.model = ServedModel(spec, options.threads, options.chunk_ms)
-        for lane in (self.transcribe, self.transcribe_long):
+        for lane in (self.transcribe, self.transcribe_long, self.transcribe_words):
             lane.set_max_batch_size(options.max_batch_size)
             lane.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
 
@@ -92,6 +93,14 @@ class ModelDeployment:
         `transcribe` (the model takes two calls at once), so a short request never waits
         behind a long file's batch."""
         return await asyncio.to_thread(self.model.transcribe_prompted, audios, prompts)
+
+    @serve.batch
+    async def transcribe_words(
+        self, audios: list[np.ndarray], prompts: list[str | None]
+    ) -> list[list[Word]]:
+        """Timed words (uploads that ask for them, stream finals that do): a lane of their
+        own, as aligning costs more than transcribing."""
+        return await asyncio.to_thread(self.model.transcribe_prompted, audios, prompts, True)
 
 
 app = FastAPI(title="audiodistill", description="Streaming and batch speech recognition")
@@ -233,7 +242,8 @@ class Gateway:
         audio = await self._read_audio(req.file)
         self.metrics.audio_seconds.record(len(audio) / SAMPLE_RATE, info.id, "transcriptions")
         segments = await asyncio.to_thread(clip_segments, audio, self.options.online)
-        texts = self._transcribe_segments(handle, audio, segments, req.prompt)
+        words = req.words and not req.stream
+        texts = self._transcribe_segments(handle, audio, segments, req.prompt, words)
         if req.stream:
             events = self._sse(texts)
             return StreamingResponse(events, media_type="text/event-stream"), info.id
@@ -243,12 +253,13 @@ class Gateway:
             for task in texts:  # one failed: the others stop too
                 task.cancel()
         timed = [
-            formats.Segment(s.speech_start / SAMPLE_RATE, s.speech_end / SAMPLE_RATE, text)
-            for s, text in zip(segments, done, strict=True)
+            formats.Segment(s.speech_start / SAMPLE_RATE, s.speech_end / SAMPLE_RATE, text, w)
+            for s, (text, w) in zip(segments, done, strict=True)
             if text
         ]
         duration = len(audio) / SAMPLE_RATE
-        return formats.render(req.response_format, timed, duration, info.language), info.id
+        body = formats.render(req.response_format, timed, duration, info.language, words)
+        return body, info.id
 
     async def _read_audio(self, file) -> np.ndarray:
         if not file.size:
@@ -268,19 +279,29 @@ class Gateway:
             ) from err
 
     def _transcribe_segments(
-        self, handle, audio: np.ndarray, segments: list[Segment], prompt: str | None
+        self,
+        handle,
+        audio: np.ndarray,
+        segments: list[Segment],
+        prompt: str | None,
+        words: bool = False,
     ) -> list[asyncio.Task]:
-        """One task per segment, in order. At most `limits.segments_in_flight` of one file
-        are with the model at a time, in the model's long-file lane when there are several,
+        """One task per segment, in order, each giving (text, its words in file seconds or
+        None). At most `limits.segments_in_flight` of one file are with the model at a time,
+        in the model's long-file lane when there are several (its words lane when `words`),
         so a long file neither fills the batches of short requests nor waits behind them.
         The prompt guides every segment."""
         gate = asyncio.Semaphore(self.limits.segments_in_flight)
         lane = handle.transcribe_long if len(segments) > 1 else handle.transcribe
 
-        async def one(segment: Segment) -> str:
+        async def one(segment: Segment) -> tuple[str, list[Word] | None]:
             async with gate:
                 piece = audio[segment.start : segment.end]
-                return (await lane.remote(piece, prompt)).strip()
+                if not words:
+                    return (await lane.remote(piece, prompt)).strip(), None
+                timed = await handle.transcribe_words.remote(piece, prompt)
+                timed = shifted(timed, segment.start / SAMPLE_RATE)
+                return words_text(timed), timed
 
         return [asyncio.create_task(one(s)) for s in segments]
 
@@ -289,7 +310,7 @@ class Gateway:
         done = []
         try:
             for task in texts:
-                text = await task
+                text, _ = await task
                 if text:
                     delta = text if not done else " " + text
                     done.append(text)
@@ -377,7 +398,7 @@ class Gateway:
             raise ProtocolError(
                 CLOSE_INVALID, f"model {info.id!r} transcribes {info.language!r} only"
             )
-        session = OnlineSession(self._engine(handle, info), self.options.online)
+        session = OnlineSession(self._engine(handle, info, words=config.words), self.options.online)
         decoder = PcmDecoder(config.encoding, config.sample_rate)
         flow = FlowWindow(int(self.limits.window_s * SAMPLE_RATE))
         ready = event("ready", model=info.id, streaming=info.streaming)
@@ -486,19 +507,31 @@ class Gateway:
                 results[i] = result
         return results
 
-    def _engine(self, handle: DeploymentHandle, info: ModelInfo, prompt: str | None = None):
+    def _engine(
+        self,
+        handle: DeploymentHandle,
+        info: ModelInfo,
+        prompt: str | None = None,
+        words: bool = False,
+    ):
+        """A fresh engine for one stream; `words`: its finals carry timed words."""
         if info.id in self.local:
 
             async def step(features, state):
                 return await self._step_streams(info.id, features, state)
 
             served = self.local[info.id]
-            return CtcEngine(step, served.decoder, served.chunk_queue(), served.pad_samples)
+            queue = served.chunk_queue()
+            return CtcEngine(step, served.decoder, queue, served.pad_samples, words)
 
         async def transcribe(audio):
             return await handle.transcribe.remote(audio, prompt)
 
-        return LocalAgreementEngine(transcribe, self.options.online.decode_every_s)
+        async def transcribe_words(audio):
+            return await handle.transcribe_words.remote(audio, prompt)
+
+        every = self.options.online.decode_every_s
+        return LocalAgreementEngine(transcribe, every, transcribe_words if words else None)
 
 
 def _deployment_options(options: DeploymentOptions) -> dict:

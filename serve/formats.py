@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from audiodistill.words import Word
+
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 
 
@@ -14,6 +16,7 @@ class Segment:
     start: float  # seconds
     end: float
     text: str
+    words: list[Word] | None = None  # its timed words, when the request asked for them
 
 
 def _clock(seconds: float, decimal: str) -> str:
@@ -38,8 +41,10 @@ def vtt(segments: list[Segment]) -> str:
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def verbose_json(segments: list[Segment], duration: float, language: str) -> dict:
-    return {
+def verbose_json(
+    segments: list[Segment], duration: float, language: str, words: bool = False
+) -> dict:
+    body = {
         "task": "transcribe",
         "language": language,
         "duration": round(duration, 3),
@@ -49,6 +54,14 @@ def verbose_json(segments: list[Segment], duration: float, language: str) -> dic
             for i, s in enumerate(segments)
         ],
     }
+    if words:  # OpenAI's field: every word of the file, in order
+        body["words"] = [w.to_dict() for s in segments for w in s.words or ()]
+    return body
+
+
+def word_cues(segments: list[Segment]) -> list[Segment]:
+    """One cue per word (srt and vtt with word timestamps asked for)."""
+    return [Segment(w.start, w.end, w.text) for s in segments for w in s.words or ()]
 
 
 class ApiError(Exception):
@@ -59,8 +72,15 @@ class ApiError(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
 
 
-def render(response_format: str, segments: list[Segment], duration: float, language: str):
-    """The response for a transcription in `response_format` (one of RESPONSE_FORMATS)."""
+def render(
+    response_format: str,
+    segments: list[Segment],
+    duration: float,
+    language: str,
+    words: bool = False,
+):
+    """The response for a transcription in `response_format` (one of RESPONSE_FORMATS);
+    `words`: the segments hold timed words, and the format shows them."""
     text = " ".join(s.text for s in segments)
     body: Response
     if response_format == "json":
@@ -68,9 +88,10 @@ def render(response_format: str, segments: list[Segment], duration: float, langu
     elif response_format == "text":
         body = PlainTextResponse(text)
     elif response_format == "verbose_json":
-        body = JSONResponse(verbose_json(segments, duration, language))
+        body = JSONResponse(verbose_json(segments, duration, language, words))
     else:
-        body = PlainTextResponse(srt(segments) if response_format == "srt" else vtt(segments))
+        cues = word_cues(segments) if words else segments
+        body = PlainTextResponse(srt(cues) if response_format == "srt" else vtt(cues))
     return body
 
 

@@ -49,6 +49,7 @@ class StreamConfig(BaseModel):
     sample_rate: int = Field(SAMPLE_RATE, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)
     encoding: Literal["pcm_s16le", "f32le"] = "pcm_s16le"  # little-endian mono samples
     language: str = "en"
+    words: bool = False  # finals carry their words with times (docs/protocol.md)
 
 
 def parse_config(message: dict) -> StreamConfig:

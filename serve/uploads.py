@@ -22,6 +22,7 @@ MULTIPART_SLACK = 64 * 1024
 # OpenAI's form fields (and the SDK's) are few; more than this is not a transcription request
 MAX_FIELDS = 32
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+GRANULARITIES = ("word", "segment")  # OpenAI's timestamp_granularities[] values
 
 
 def too_large(max_bytes: int) -> ApiError:
@@ -65,6 +66,9 @@ class TranscriptionRequest:
     prompt: str | None
     response_format: str
     stream: bool
+    # timestamp_granularities[] holds "word": verbose_json gives `words`, srt and vtt give
+    # one cue per word (segments are always given)
+    words: bool = False
 
 
 def parse_request(form: FormData, max_file_bytes: int) -> TranscriptionRequest:
@@ -96,7 +100,24 @@ def parse_request(form: FormData, max_file_bytes: int) -> TranscriptionRequest:
         prompt=_text(form, "prompt"),
         response_format=response_format,
         stream=stream in TRUE,
+        words="word" in _granularities(form),
     )
+
+
+def _granularities(form: FormData) -> list[str]:
+    """The timestamp_granularities[] values (a list: the field repeats, one value each;
+    the bare name is taken too), each "word" or "segment"."""
+    name = "timestamp_granularities"
+    values = form.getlist(name + "[]") + form.getlist(name)
+    for value in values:
+        if value not in GRANULARITIES:
+            raise ApiError(
+                400,
+                f"{name}[]: each must be one of {', '.join(GRANULARITIES)}, got {str(value)!r}",
+                "invalid_value",
+                name,
+            )
+    return values
 
 
 def _text(form: FormData, name: str) -> str | None:

@@ -335,10 +335,19 @@ def test_whisper_encoder_and_cached_decoder_match_pytorch(whisper_export):
     for start, end in ((0, 2), (2, 3), (3, 4), (4, 8)):  # a prompt, single tokens, a run
         feeds = {"input_ids": tokens[:, start:end].numpy(), "cross_keys": cross_keys}
         feeds.update(cross_values=cross_values, past_keys=keys, past_values=values)
-        logits, keys, values = onnx_model.decoder.run(None, feeds)
+        logits, keys, values, attention = onnx_model.decoder.run(None, feeds)
         expected = out_full.logits[:, end - 1].numpy()
         np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
     assert keys.shape == (2, 1, 2, 8, 16)
+    # the cross-attention word times read: transformers' own weights of the last run
+    model.set_attn_implementation("eager")
+    with torch.inference_mode():
+        eager = model(
+            encoder_outputs=(expected_states,), decoder_input_ids=tokens, output_attentions=True
+        )
+    model.set_attn_implementation("sdpa")
+    weights = torch.stack(eager.cross_attentions)[:, :, :, 4:8].numpy()  # [layers, 1, heads, 4, T]
+    np.testing.assert_allclose(attention, weights, atol=1e-5)
 
 
 def test_whisper_onnx_greedy_tokens_equal_pytorch(whisper_export):

@@ -123,6 +123,49 @@ def test_openai_sdk_works_unchanged(server, offline):
         openai.OpenAI(base_url=f"{url}/v1", api_key="wrong").models.list()
 
 
+def test_word_timestamps_through_the_sdk(server, offline):
+    """timestamp_granularities=["word", "segment"], as the SDK sends it: verbose_json gets
+    OpenAI's `words`, and srt one cue per word."""
+    import openai
+
+    url = server[0]
+    clip, expected = offline
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY)
+    upload = ("clip.wav", wav_bytes(clip))
+    asked = {"timestamp_granularities": ["word", "segment"]}
+    verbose = client.audio.transcriptions.create(
+        model="teacher-ct2", file=upload, response_format="verbose_json", **asked
+    )
+    assert " ".join(w.word for w in verbose.words) == verbose.text == expected["teacher-ct2"]
+    starts = [w.start for w in verbose.words]
+    assert starts == sorted(starts)
+    assert all(w.start < w.end <= verbose.duration for w in verbose.words)
+    assert verbose.words[0].start >= verbose.segments[0].start
+    srt = client.audio.transcriptions.create(
+        model="tiny-whisper-onnx", file=upload, response_format="srt", **asked
+    )
+    cues = [block.split("\n")[2] for block in srt.strip().split("\n\n")]
+    plain = client.audio.transcriptions.create(model="tiny-whisper-onnx", file=upload)
+    assert " ".join(cues) == plain.text
+
+
+@pytest.mark.parametrize("model", ["teacher-ct2", "tiny-whisper-onnx"])
+def test_stream_finals_carry_words_when_asked(server, offline, model):
+    """A Whisper-type model (its words lane) and a CTC student (frames in the gateway)."""
+    url = server[0]
+    clip, _ = offline
+    pcm = (clip * 32767).astype("<i2").tobytes()
+    pieces = [pcm[i : i + 6400] for i in range(0, len(pcm), 6400)]
+    messages = [_config(model=model, words=True), *pieces, '{"type": "end"}']
+    code, _, events = asyncio.run(_exchange(url, messages))
+    finals = [e for e in events if e["type"] == "final"]
+    assert code == 1000 and finals and all("words" not in e for e in events if e["type"] != "final")
+    for final in finals:
+        assert " ".join(w["word"] for w in final["words"]) == final["text"]
+        assert all(final["start"] - 0.5 <= w["start"] <= w["end"] <= final["end"] + 0.5
+                   for w in final["words"])  # fmt: skip
+
+
 def test_prompt_guides_whisper_models_and_is_ignored_by_ctc(server):
     """OpenAI's `prompt` reaches the Whisper decoder as previous text, in every format."""
     import openai

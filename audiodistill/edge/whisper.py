@@ -25,10 +25,13 @@ from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from audiodistill.edge.features import DFT_COS, DFT_SIN, MEL
 from audiodistill.errors import ModelError
 from audiodistill.repetition import loop_excess
+from audiodistill.whisper_alignment import alignment_heads, timed_words
+from audiodistill.words import Word, shifted
 
 EXPORT_KIND = "whisper-distil-onnx"
 TOKENIZER_FILE = "tokenizer.json"
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # Whisper's window: the most one encoder call sees
+SAMPLES_PER_POSITION = 2 * HOP_LENGTH  # audio per encoder position (20 ms)
 LOG_MEL_FLOOR = 1e-10  # Whisper's floor on mel power before log10
 DYNAMIC_RANGE = 8.0  # log10 units kept below the loudest frame (80 dB)
 
@@ -82,9 +85,14 @@ class ByteBPEDecoder:
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`, special tokens skipped, surrounding spaces stripped."""
+        return self.text(ids).strip()
+
+    def text(self, ids: list[int]) -> str:
+        """Text of `ids`, special tokens skipped, spaces kept (a word's first token starts
+        with one)."""
         chars = "".join(self.tokens[i] for i in ids if i not in self.special)
         raw = bytes(self._bytes[c] for c in chars if c in self._bytes)
-        return raw.decode("utf-8", errors="replace").strip()
+        return raw.decode("utf-8", errors="replace")
 
 
 class OnnxWhisper:
@@ -129,8 +137,38 @@ class OnnxWhisper:
             texts.append(" ".join(self.tokenizer.decode(ids) for ids in pieces).strip())
         return texts
 
+    def transcribe_words(
+        self, audios: list[np.ndarray], max_new_tokens: int = 128
+    ) -> list[list[Word]]:
+        """Each clip's words (the text `transcribe` gives), timed from the cross-attention of
+        the alignment heads config.json names (audiodistill.whisper_alignment): one more
+        decoder call per window, on the prompt and every token at once."""
+        if "cross_attention" not in [o.name for o in self.decoder.get_outputs()]:
+            raise ValueError(
+                "this export's decoder gives no cross-attention (exported before word "
+                "times existed): export the student again for word times"
+            )
+        out = []
+        for audio in audios:
+            words = []
+            for index, window in enumerate(_windows(np.asarray(audio, dtype=np.float32))):
+                cross = self._cross(whisper_log_mel(window, self.config["tail_seconds"]))
+                ids = self._greedy(*cross, max_new_tokens)
+                if ids:
+                    weights = self._alignment_weights(*cross, ids)
+                    positions = -(-len(window) // SAMPLES_PER_POSITION)
+                    timed = timed_words(ids, self.tokenizer.text, weights, positions)
+                    words += shifted(timed, index * WINDOW_SAMPLES / SAMPLE_RATE)
+            out.append(words)
+        return out
+
     def greedy(self, features: np.ndarray, max_new_tokens: int = 128) -> list[int]:
         """Token ids (prompt and end-of-text excluded) for features [n_mels, F]."""
+        return self._greedy(*self._cross(features), max_new_tokens)
+
+    def _cross(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder layers' cross-attention keys and values [layers, 1, heads, T,
+        head_dim] of features [n_mels, F], filled to the window when the export fills."""
         _, cross_keys, cross_values = self.encoder.run(
             None, {"features": features[None].astype(np.float32)}
         )
@@ -139,15 +177,39 @@ class OnnxWhisper:
             keys, values = (rest[:, :, :, positions:] for rest in self.silence)
             cross_keys = np.concatenate([cross_keys, keys], axis=3)
             cross_values = np.concatenate([cross_values, values], axis=3)
+        return cross_keys, cross_values
+
+    def _alignment_weights(
+        self, cross_keys: np.ndarray, cross_values: np.ndarray, ids: list[int]
+    ) -> np.ndarray:
+        """[alignment heads, len(ids) + 1, T]: the cross-attention of the steps that
+        predicted each token and end-of-text, from one decoder call on prompt + ids."""
+        c, empty = self.config, self._empty_cache()
+        (weights,) = self.decoder.run(
+            ["cross_attention"],
+            {
+                "input_ids": np.asarray([[*c["prompt"], *ids]], dtype=np.int64),
+                "cross_keys": cross_keys,
+                "cross_values": cross_values,
+                "past_keys": empty,
+                "past_values": empty,
+            },
+        )
+        rows = weights[:, 0, :, len(c["prompt"]) - 1 :]  # [layers, heads, tokens + 1, T]
+        heads = alignment_heads(c.get("alignment_heads"), c["cache"]["layers"], c["cache"]["heads"])
+        return np.stack([rows[layer, head] for layer, head in heads])
+
+    def _greedy(
+        self, cross_keys: np.ndarray, cross_values: np.ndarray, max_new_tokens: int
+    ) -> list[int]:
         c = self.config
-        shape = (c["cache"]["layers"], 1, c["cache"]["heads"], 0, c["head_dim"])
-        keys = values = np.zeros(shape, dtype=np.float32)
+        keys = values = self._empty_cache()
         vocab_mask = None
         tokens, step_input = [], np.asarray([c["prompt"]], dtype=np.int64)
         limit = min(max_new_tokens, c["max_target_positions"] - len(c["prompt"]))
         for step in range(limit):
             logits, keys, values = self.decoder.run(
-                None,
+                ["logits", "keys_out", "values_out"],
                 {
                     "input_ids": step_input,
                     "cross_keys": cross_keys,
@@ -169,6 +231,12 @@ class OnnxWhisper:
                 break
             step_input = np.asarray([[chosen]], dtype=np.int64)
         return tokens
+
+    def _empty_cache(self) -> np.ndarray:
+        """The self-attention cache before any token: [layers, 1, heads, 0, head_dim]."""
+        c = self.config
+        shape = (c["cache"]["layers"], 1, c["cache"]["heads"], 0, c["head_dim"])
+        return np.zeros(shape, dtype=np.float32)
 
     def _masks(self, vocab: int) -> np.ndarray:
         """[2, vocab] bool: ids suppressed at the first step, and at every later step."""

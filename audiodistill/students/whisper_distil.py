@@ -35,12 +35,19 @@ from torch import nn
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.losses import TokenCrossEntropyLoss, WhisperDistillationLoss
 from audiodistill.repetition import LOOP_REPEATS
-from audiodistill.whisper_decode import greedy_decode, previous_text_ids, prompt_ids
+from audiodistill.whisper_decode import (
+    decoder_words,
+    greedy_decode,
+    previous_text_ids,
+    prompt_ids,
+)
+from audiodistill.words import Word, shifted
 
 # Whisper's log-mel runs at 100 frames/s (hop 160 at 16 kHz); its conv stem halves that,
 # so one encoder position covers 20 ms and 30 s is 1500 positions.
 WINDOW_SECONDS = 30
 MEL_FRAMES_PER_SECOND = SAMPLE_RATE // 160
+SAMPLES_PER_POSITION = 320  # audio samples per encoder position (20 ms)
 STUDENT_KIND = "whisper-distil"
 # extra silence encoded for the encoder cache, so a cached output also serves later batches
 # whose longest utterance is up to this much longer (buckets group similar lengths)
@@ -137,6 +144,12 @@ def shrink_decoder(teacher: nn.Module, keep: int) -> nn.Module:
     if missing or unexpected:
         raise RuntimeError(f"shrink_decoder: missing {missing}, unexpected {unexpected}")
     student.generation_config = copy.deepcopy(teacher.generation_config)
+    # word times read the teacher's alignment heads: renumber those in kept layers (none
+    # kept: whisper_alignment.alignment_heads falls back to all heads of the upper layers)
+    heads = getattr(teacher.generation_config, "alignment_heads", None) or []
+    kept = [[ids.index(layer), head] for layer, head in heads if layer in ids]
+    student.generation_config.alignment_heads = kept or None
+    student.config.teacher_layers = ids  # says the heads are renumbered (model_alignment_heads)
     return student
 
 
@@ -520,3 +533,42 @@ class WhisperDistilModel:
             prompt=prompt,
             silence=self.silence,
         )
+
+    @torch.inference_mode()
+    def transcribe_words(
+        self, audios: Sequence[np.ndarray], prompt: str | None = None
+    ) -> list[list[Word]]:
+        """Each clip's words, timed from the cross-attention of the teacher's alignment heads
+        that its kept layers hold, else of every head of its upper layers
+        (`whisper_decode.model_alignment_heads`). One 30 s window at a time."""
+        tokenizer, generation = self.processor.tokenizer, self.model.generation_config
+        max_positions = self.model.config.max_target_positions
+        previous = previous_text_ids(tokenizer, prompt, max_positions)
+        tokens = prompt_ids(generation, self.language, previous)
+        out = []
+        for audio in audios:
+            words = []
+            for index, window in enumerate(windows(np.asarray(audio, dtype=np.float32))):
+                encoded = encode_audio(
+                    self.model, self.processor.feature_extractor, [window], self.tail_seconds
+                )
+                encoded = encoded if self.silence is None else fill(encoded, self.silence)
+                ids = self._greedy(encoded, tokens)
+                positions = -(-len(window) // SAMPLES_PER_POSITION)
+                timed = decoder_words(self.model, encoded, tokens, ids, positions, tokenizer.decode)
+                words += shifted(timed, index * WINDOW_SECONDS)
+            out.append(words)
+        return out
+
+    def _greedy(self, encoded: torch.Tensor, tokens: list[int]) -> list[int]:
+        """The greedy token ids of one encoded window [1, 1500, D], as `transcribe` decodes."""
+        generation = self.model.generation_config
+        return greedy_decode(
+            self.model,
+            encoded,
+            prompt=tokens,
+            eot=generation.eos_token_id,
+            max_new_tokens=self.max_new_tokens,
+            suppress=generation.suppress_tokens or (),
+            suppress_begin=generation.begin_suppress_tokens or (),
+        )[0].token_ids

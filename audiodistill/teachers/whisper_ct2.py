@@ -19,6 +19,10 @@ import numpy as np
 from audiodistill.repetition import without_loop
 from audiodistill.teachers.base import Transcript
 from audiodistill.teachers.bundled import BUNDLED_NAME, bundled_ct2_dir, revision_of
+from audiodistill.whisper_alignment import words_from_path
+from audiodistill.words import Word, shifted
+
+N_FRAMES = 3000  # log-mel frames in Whisper's 30 s window
 
 
 def compression_ratio(text: str) -> float:
@@ -65,7 +69,17 @@ class CT2WhisperTeacher:
         """`prompt`: earlier text that guides spelling and style (OpenAI's `prompt`)."""
         return [self._one(np.asarray(a, dtype=np.float32), prompt) for a in audios]
 
-    def _one(self, audio: np.ndarray, prompt: str | None) -> Transcript:
+    def transcribe_words(
+        self, audios: Sequence[np.ndarray], prompt: str | None = None
+    ) -> list[list[Word]]:
+        """Each clip's words (the text `transcribe` gives), timed by CTranslate2's alignment
+        of the decoded tokens (`Whisper.align`: Whisper's cross-attention method over the
+        model's alignment heads, audiodistill.whisper_alignment). The encoder runs again
+        for it, once per 30 s window."""
+        return [self._words(np.asarray(a, dtype=np.float32), prompt) for a in audios]
+
+    def _segments(self, audio: np.ndarray, prompt: str | None) -> list:
+        """faster-whisper's segments of one clip: one per 30 s window, timestamps off."""
         segments, _ = self.model.transcribe(
             audio,
             language=self.language if self.model.model.is_multilingual else None,
@@ -76,7 +90,43 @@ class CT2WhisperTeacher:
             initial_prompt=prompt or None,
             vad_filter=False,
         )
-        segments = list(segments)
+        return list(segments)
+
+    def _words(self, audio: np.ndarray, prompt: str | None) -> list[Word]:
+        from faster_whisper.audio import pad_or_trim
+
+        segments = self._segments(audio, prompt)
+        kept = len(without_loop([t for s in segments for t in s.tokens if t < self.eot]))
+        features = self.model.feature_extractor(audio)
+        content = features.shape[-1] - 1  # the frames faster-whisper decodes
+        start, words = self._start_sequence(prompt), []
+        for segment in segments:
+            tokens = [t for t in segment.tokens if t < self.eot][:kept]  # loops cut as `_one`
+            kept -= len(tokens)
+            frames = min(content - segment.seek, N_FRAMES)
+            if not tokens or frames <= 0:
+                continue
+            window = pad_or_trim(features[:, segment.seek : segment.seek + frames])
+            aligned = self.model.model.align(self.model.encode(window), start, [tokens], frames)
+            path = np.array(aligned[0].alignments).T  # (token index, frame index) per step
+            timed = words_from_path(tokens, self.model.hf_tokenizer.decode, *path)
+            words += shifted(timed, segment.seek * self.model.feature_extractor.time_per_frame)
+        return words
+
+    def _start_sequence(self, prompt: str | None) -> list[int]:
+        """The decoder prompt `transcribe` decodes after (previous text, start of
+        transcript, no timestamps), built as faster-whisper builds it."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        multilingual = self.model.model.is_multilingual
+        tokenizer = Tokenizer(
+            self.model.hf_tokenizer, multilingual, "transcribe", self.language or "en"
+        )
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+        return self.model.get_prompt(tokenizer, previous, without_timestamps=True)
+
+    def _one(self, audio: np.ndarray, prompt: str | None) -> Transcript:
+        segments = self._segments(audio, prompt)
         text = " ".join(s.text.strip() for s in segments).strip()
         tokens = [t for s in segments for t in s.tokens if t < self.eot]
         kept = without_loop(tokens)

@@ -21,7 +21,15 @@ from audiodistill.audio import SAMPLE_RATE
 from audiodistill.teachers.base import Transcript
 from audiodistill.teachers.bundled import BUNDLED_NAME, revision_of
 from audiodistill.teachers.whisper_ct2 import compression_ratio
-from audiodistill.whisper_decode import Decoded, greedy_decode, previous_text_ids, prompt_ids
+from audiodistill.whisper_alignment import SECONDS_PER_POSITION
+from audiodistill.whisper_decode import (
+    Decoded,
+    decoder_words,
+    greedy_decode,
+    previous_text_ids,
+    prompt_ids,
+)
+from audiodistill.words import Word, shifted
 
 DTYPES = ("float32", "float16", "bfloat16")
 FILL_TAIL_SECONDS = 1.0  # silence after each window's audio when filling (as whisper-distil)
@@ -133,17 +141,48 @@ class HFWhisperTeacher:
                 pieces = log_mel_windows(extractor, audio)
             windows.extend(pieces)
             owners.extend([i] * len(pieces))
-        previous = previous_text_ids(
-            self.processor.tokenizer, prompt, self.model.config.max_target_positions
-        )
+        tokens = self._prompt_with(prompt)
         decoded = []
         for start in range(0, len(windows), self.batch_size):
             batch = windows[start : start + self.batch_size]
-            decoded.extend(self._decode(batch, previous + self.prompt))
+            decoded.extend(self._decode(self._encode(batch), tokens))
         parts = [[] for _ in audios]
         for d, owner in zip(decoded, owners, strict=True):
             parts[owner].append(d)
         return [self._transcript(p) for p in parts]
+
+    def transcribe_words(
+        self, audios: Sequence[np.ndarray], prompt: str | None = None
+    ) -> list[list[Word]]:
+        """Each clip's words (the text `transcribe` gives), timed from the alignment heads'
+        cross-attention (audiodistill.whisper_alignment). One window at a time."""
+        from audiodistill.students.whisper_distil import WINDOW_SECONDS
+        from audiodistill.students.whisper_distil import windows as audio_windows
+
+        tokens, out = self._prompt_with(prompt), []
+        decode = self.processor.tokenizer.decode
+        for audio in audios:
+            words = []
+            for index, window in enumerate(audio_windows(np.asarray(audio, dtype=np.float32))):
+                piece = window if self.silence is not None else self._mel(window)
+                encoded = self._encode([piece])
+                ids = self._decode(encoded, tokens)[0].token_ids
+                positions = -(-len(window) // int(SECONDS_PER_POSITION * SAMPLE_RATE))
+                timed = decoder_words(self.model, encoded, tokens, ids, positions, decode)
+                words += shifted(timed, index * WINDOW_SECONDS)
+            out.append(words)
+        return out
+
+    def _prompt_with(self, prompt: str | None) -> list[int]:
+        """The decoder prompt: previous text (OpenAI's `prompt`, if any), then the task."""
+        previous = previous_text_ids(
+            self.processor.tokenizer, prompt, self.model.config.max_target_positions
+        )
+        return previous + self.prompt
+
+    def _mel(self, window: np.ndarray) -> np.ndarray:
+        """[n_mels, 3000] log-mel of at most 30 s of audio."""
+        return log_mel_windows(self.processor.feature_extractor, window)[0]
 
     def _encode(self, windows: list[np.ndarray]) -> torch.Tensor:
         """[B, 1500, D] encoder output of log-mel windows [n_mels, 3000], or, filling, of
@@ -158,11 +197,10 @@ class HFWhisperTeacher:
             encoded = encode(self.model, features.to(self.device, self.model.dtype))
             return fill(encoded, self.silence)
 
-    def _decode(self, windows: list[np.ndarray], tokens: list[int]) -> list[Decoded]:
-        """Greedy results for a batch of windows (`_encode`) after the decoder prompt
-        `tokens`."""
+    def _decode(self, encoded: torch.Tensor, tokens: list[int]) -> list[Decoded]:
+        """Greedy results for a batch of encoded windows [B, 1500, D] (`_encode`) after
+        the decoder prompt `tokens`."""
         generation = self.model.generation_config
-        encoded = self._encode(windows)  # [B, 1500, D]
         return greedy_decode(
             self.model,
             encoded,
