@@ -1,5 +1,5 @@
 """How well a model times words: the mean absolute error of word starts and ends against
-clips whose word times are known (`audiodistill.testing.word_clips`).
+clips whose word times are known (`audiodistill.synth.word_clips`).
 
 Each model transcribes every clip as the server would (`ServedModel.transcribe_words`);
 its words are matched to the words read (same normalised text, in order, as a diff pairs
@@ -92,7 +92,7 @@ def measure_spec(spec: str, threads: int = 1) -> dict:
     """Load one model as the server does and score its word times on the known-boundary
     clips (`WordTiming.to_dict`); run in a process of its own by evaluation."""
     from audiodistill.serving import ServedModel
-    from audiodistill.testing.word_clips import word_clips
+    from audiodistill.synth.word_clips import word_clips
 
     clips = word_clips()
     model = ServedModel(spec, threads)

@@ -127,13 +127,13 @@ def test_errors_score_matched_words_and_joined_boundaries_apart():
 
 @pytest.fixture(scope="module")
 def clips():
-    from audiodistill.testing.word_clips import SENTENCES, word_clips
+    from audiodistill.synth.word_clips import SENTENCES, word_clips
 
     return word_clips(SENTENCES[:3])
 
 
 def test_known_boundary_clips_hold_each_word_where_it_was_placed(clips):
-    from audiodistill.testing.word_clips import GAPS_S, LEAD_S
+    from audiodistill.synth.word_clips import GAPS_S, LEAD_S
 
     words = clips[0].words
     assert words_text(words) == "please call the office before noon"
