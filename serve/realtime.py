@@ -36,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from audiodistill.audio import SAMPLE_RATE
 from audiodistill.online import Engine, Event, OnlineOptions, OnlineSession
 from audiodistill.serving import ModelInfo
+from audiodistill.words import Word
 from serve.formats import ApiError
 from serve.metrics import GatewayMetrics
 from serve.options import LimitOptions
@@ -148,10 +149,16 @@ class AudioIn(_Strict):
     input: AudioInputIn | None = None
 
 
+# what `include` may ask for: OpenAI's logprobs (accepted, not given), and word times, this
+# server's extension (OpenAI's Realtime API has none): `words` on completed events
+LOGPROBS = "item.input_audio_transcription.logprobs"
+WORDS = "item.input_audio_transcription.words"
+
+
 class SessionIn(_Strict):
     type: Literal["transcription"]
     audio: AudioIn | None = None
-    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+    include: list[Literal[LOGPROBS, WORDS]] | None = None
 
 
 class SessionUpdate(_Strict):
@@ -258,11 +265,15 @@ class SessionConfig:
     silence_ms: int | None = None
     # the client's noise_reduction setting, reported back; no noise reduction is applied
     noise_reduction: dict | None = None
+    # `include` as the client set it; WORDS in it puts timed words on completed events
+    include: tuple[str, ...] = ()
 
 
 def apply_update(config: SessionConfig, session: SessionIn) -> SessionConfig:
     """`config` with the fields the update names (only those: the spec's partial update;
     `turn_detection` and `noise_reduction` are replaced whole, null turns them off)."""
+    if "include" in session.model_fields_set:
+        config = replace(config, include=tuple(session.include or ()))
     given = session.audio.input if session.audio and session.audio.input else None
     if given is None:
         return config
@@ -330,6 +341,7 @@ class Item:
         self.last = ""  # the open segment's newest partial
         self.stable = ""  # what the open segment's last two partials agree on
         self.sent = ""  # the deltas sent so far, joined
+        self.words: list[dict] = []  # its finals' timed words (when the session asks)
 
     @property
     def text(self) -> str:
@@ -383,7 +395,8 @@ class RealtimeSession:
         if self.config.silence_ms is not None:
             vad = replace(options.vad, min_silence_ms=self.config.silence_ms)
             options = replace(options, vad=vad)
-        engine = self.backend.engine(self.handle, self.info, self.config.prompt)
+        words = WORDS in self.config.include
+        engine = self.backend.engine(self.handle, self.info, self.config.prompt, words)
         self._online = OnlineSession(engine, options, speech_events=True)
 
     def _next_buffer(self) -> None:
@@ -407,7 +420,7 @@ class RealtimeSession:
             "id": self.id,
             "object": "realtime.transcription_session",
             "audio": {"input": audio_input},
-            "include": None,
+            "include": list(c.include) or None,
         }
 
     async def run(self) -> None:
@@ -553,6 +566,7 @@ class RealtimeSession:
             item.partial(event.text)
         else:
             item.final(event.text)
+            item.words += [self._timed(w) for w in event.words or ()]
         if event.type == "final" and auto_commit:
             stopped = "input_audio_buffer.speech_stopped"
             at = self._ms(event.end)
@@ -585,10 +599,15 @@ class RealtimeSession:
             content_index=0,
             transcript=item.text,
             usage=usage,
+            **({"words": item.words} if WORDS in self.config.include else {}),
         )
         await self._send(completed)
         self.backend.metrics.final_latency.record(time.perf_counter() - arrived, self.info.id)
         self._previous, self._item, self._buffered = item.id, None, 0
+
+    def _timed(self, word: Word) -> dict:
+        """A final's word, its times in seconds from the connection's first audio."""
+        return word.shifted(self._offset / SAMPLE_RATE).to_dict()
 
     def _ms(self, seconds: float) -> int:
         """Milliseconds from the connection's first audio, for a time of the OnlineSession."""

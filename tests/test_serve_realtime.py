@@ -187,6 +187,30 @@ def test_server_vad_cuts_turns_at_pauses(server, offline):
         assert _deltas(events, done.item_id) == done.transcript
 
 
+def test_word_times_on_completed_events_when_included(server, offline):
+    """`include: ["item.input_audio_transcription.words"]` (this server's extension): each
+    completed turn carries its words, timed from the connection's first audio."""
+    pause = np.zeros(24_000, "<i2").tobytes()  # 1 s at 24 kHz
+    audio = offline[0][0] + pause + offline[1][0] + pause
+    session = {**_session("teacher-ct2"), "include": ["item.input_audio_transcription.words"]}
+
+    async def run():
+        async with _connect(server[0]) as conn:
+            await conn.session.update(session=session)
+            await _append(conn, audio)
+            return await _events_until(conn, _completed(2))
+
+    events = asyncio.run(run())
+    stopped = [e for e in events if e.type == "input_audio_buffer.speech_stopped"]
+    completed = [e for e in events if e.type == TRANSCRIBED + "completed"]
+    for done, stop in zip(completed, stopped, strict=True):
+        words = done.model_extra["words"]
+        assert " ".join(w["word"] for w in words) == done.transcript
+        times = [t for w in words for t in (w["start"], w["end"])]
+        assert times == sorted(times) and times[-1] <= stop.audio_end_ms / 1000 + 0.05
+    assert completed[1].model_extra["words"][0]["start"] > len(offline[0][0]) / 2 / 24_000
+
+
 @pytest.mark.parametrize("kind, subtype", [("audio/pcmu", "ULAW"), ("audio/pcma", "ALAW")])
 def test_g711_telephone_audio(server, offline, speech, kind, subtype):
     """8 kHz G.711 (encoded by libsndfile) is decoded and transcribed."""
