@@ -1,14 +1,24 @@
-"""Ray job: pseudo-label a corpus with a pool of teacher actors.
+"""Ray job: pseudo-label a corpus as a Ray Data stream, manifest to teacher to shard files.
 
-Ray Data turns the pending shards into a stream fed to an actor pool (`workers` actors, each
-holding one teacher). Each actor writes its shard file itself, atomically, so the driver
-never holds the labels in memory. Ray Data restarts an actor whose process or node died
-and retries its shard on another; a retried shard overwrites the same file with the same
-rows, so nothing is duplicated, and a rerun of the whole job skips shards already on disk.
-Every try at a shard leaves a record in `<out>/attempts/` (node, process, start and end), so
-a retry after a lost node shows: a try that never finished, then one elsewhere that did.
+  read      one task streams the manifest a piece at a time and emits its shards (shard k:
+            utterances [k * shard_size, (k + 1) * shard_size); see audiodistill/labelling.py
+            for what a grown or edited manifest does)
+  decode    CPU tasks (`decoders` at once) drop the shards already on disk and decode and
+            resample the others' audio to 16 kHz float32; an unreadable file fails that
+            item only
+  label     an actor pool (`workers` actors, each holding one teacher) labels decoded shards
+            and writes each shard's file itself, atomically
 
-Multi-node: `out` and the audio must be on storage every node sees (NFS, a mounted bucket).
+The driver holds neither the manifest nor the labels: only per-shard results, summed as
+they arrive, and Ray Data's backpressure bounds how many shards are in flight. Ray Data
+restarts an actor whose process or node died and retries its shard on another; a retried
+shard overwrites the same file with the same rows, so nothing is duplicated, and a rerun of
+the whole job skips shards already on disk. Every try at a shard leaves a record in
+`<out>/attempts/` (node, process, start and end), so a retry after a lost node shows: a try
+that never finished, then one elsewhere that did.
+
+Multi-node: `out`, the manifest and the audio must be on storage every node sees (NFS, a
+mounted bucket).
 """
 
 from __future__ import annotations
@@ -24,26 +34,135 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+from ray.data import Datasource, ReadTask
+from ray.data.block import BlockMetadata
+
 from audiodistill.config import save_config
-from audiodistill.errors import DataError
+from audiodistill.errors import DataError, UserError
 from audiodistill.labelling import (
     PseudoLabelOptions,
+    RunProgress,
     ShardResult,
-    label_shard,
-    plan_shards,
+    decode_shard,
+    label_decoded,
+    manifest_shards,
+    shard_is_done,
     summarize,
     write_plan,
 )
 from audiodistill.labels import finished_shards
-from audiodistill.manifest import read_manifest
+from audiodistill.manifest import iter_manifest
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = "attempts"  # <out>/attempts/: one JSON record per try at a shard
 
 
+def run(options: PseudoLabelOptions, progress: bool = True) -> dict[str, Any]:
+    """Label every utterance not yet in `options.out`; return the run's summary."""
+    iter_manifest(options.manifest)  # a missing or unsupported manifest fails here, not in Ray
+    run_dir = Path(options.out).resolve()
+    if options.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    write_plan(run_dir, options)
+    save_config(options, run_dir / "config.yaml")
+    on_disk = len(finished_shards(run_dir))
+    if on_disk:
+        log.info("resuming: %d shards on disk are checked against the manifest", on_disk)
+    start = time.perf_counter()
+    labelled = _label_on_ray(options, run_dir, progress, start)
+    if not finished_shards(run_dir):
+        raise DataError(f"{options.manifest}: no utterances to label (split={options.split})")
+    return summarize(run_dir, options.filters, time.perf_counter() - start, labelled)
+
+
+def _label_on_ray(options, run_dir: Path, progress: bool, start: float) -> RunProgress:
+    import ray
+    from tqdm import tqdm
+
+    init_ray()
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    done = RunProgress()
+    with tqdm(unit="utt", desc="pseudo-label", disable=not progress) as bar:
+        try:
+            for row in _pipeline(options, run_dir).iter_rows():
+                done.add(ShardResult(**row), time.perf_counter() - start)
+                bar.update(row["items"])
+                bar.set_postfix(audio_s=f"{done.audio_seconds:.0f}")
+        except ray.exceptions.RayTaskError as err:
+            if isinstance(err.cause, UserError):  # a bad manifest row, shards past its end
+                raise err.cause from None  # its message says where; Ray's trace does not help
+            raise
+    return done
+
+
+def _pipeline(options: PseudoLabelOptions, run_dir: Path):
+    """read -> decode -> label, as a lazy Ray Data dataset of per-shard results."""
+    import ray
+
+    labelled = (
+        ray.data.read_datasource(
+            _ManifestShards(options, str(run_dir)),
+            override_num_blocks=1,
+            num_cpus=0,  # it mostly waits on backpressure
+        )
+        .map_batches(
+            _decode_pending,
+            fn_kwargs={"run_dir": str(run_dir)},
+            batch_size=1,
+            concurrency=options.decoders,
+            num_cpus=options.decode_cpus,
+        )
+        .map_batches(
+            ShardLabeller,
+            fn_constructor_kwargs={"teacher_options": options.teacher, "run_dir": str(run_dir)},
+            batch_size=1,
+            concurrency=options.workers,
+            num_cpus=options.teacher.threads,
+            num_gpus=options.gpus_per_worker,
+        )
+    )
+    # each shard its own block at every stage: Ray Data would otherwise join small outputs
+    # into blocks of up to 128 MiB, so the read would send nothing until it had read that
+    # much of the manifest, and a whole group of shards would go to one actor
+    labelled.context.target_max_block_size = 1
+    return labelled
+
+
+class _ManifestShards(Datasource):
+    """The read stage: one task streams the manifest's shards, one pickled shard per row.
+
+    One task, because where a row falls (which shard) is known only by reading in order. It
+    yields the same stream however often it runs, so Ray may run it again after a failure.
+    """
+
+    def __init__(self, options: PseudoLabelOptions, run_dir: str):
+        super().__init__()
+        self.options = options
+        self.run_dir = run_dir
+
+    def estimate_inmemory_data_size(self) -> None:
+        return None  # unknown until the manifest is read, which is the point
+
+    def get_read_tasks(self, parallelism: int, **_) -> list[ReadTask]:
+        return [ReadTask(self._read, BlockMetadata(None, None, None, None))]
+
+    def _read(self):
+        for shard in manifest_shards(self.options, self.run_dir):
+            yield pa.table({"shard": [shard.index], "payload": [pickle.dumps(shard)]})
+
+
+def _decode_pending(batch: dict[str, Any], run_dir: str) -> dict[str, list]:
+    """The decode stage: shards in; out, those not yet on disk with their audio decoded."""
+    shards = [pickle.loads(payload) for payload in batch["payload"]]
+    pending = [shard for shard in shards if not shard_is_done(run_dir, shard)]
+    decoded = [pickle.dumps(decode_shard(shard)) for shard in pending]
+    return {"shard": [shard.index for shard in pending], "payload": decoded}
+
+
 class ShardLabeller:
-    """Ray Data actor: one teacher, loaded once, labels whole shards."""
+    """The label stage, a Ray Data actor: one teacher, loaded once, labels decoded shards."""
 
     def __init__(self, teacher_options, run_dir: str):
         from audiodistill.teachers import build_teacher
@@ -52,24 +171,22 @@ class ShardLabeller:
         self.run_dir = run_dir
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        results = [
-            self._label(int(i), pickle.loads(payload))
-            for i, payload in zip(batch["index"], batch["payload"], strict=True)
-        ]
+        results = [self._label(pickle.loads(payload)) for payload in batch["payload"]]
         return {key: [r[key] for r in results] for key in results[0]}
 
-    def _label(self, index: int, utterances) -> dict[str, Any]:
+    def _label(self, shard) -> dict[str, Any]:
         import ray
 
         record = {
-            "shard": index,
+            "shard": shard.index,
             "node": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "started": time.time(),
         }
-        path = Path(self.run_dir) / ATTEMPTS / f"shard-{index:05d}.{uuid.uuid4().hex}.json"
+        name = f"shard-{shard.index:05d}.{uuid.uuid4().hex}.json"
+        path = Path(self.run_dir) / ATTEMPTS / name
         _write_record(path, record)
-        result = label_shard(self.teacher, utterances, self.run_dir, index)
+        result = label_decoded(self.teacher, shard, self.run_dir)
         _write_record(path, record | {"finished": time.time()})  # after the shard's rename
         return dataclasses.asdict(result)
 
@@ -90,52 +207,6 @@ def shard_attempts(run_dir: str | Path) -> dict[int, list[dict[str, Any]]]:
         record = json.loads(path.read_text())
         attempts.setdefault(record["shard"], []).append(record)
     return {i: sorted(a, key=lambda r: r["started"]) for i, a in sorted(attempts.items())}
-
-
-def run(options: PseudoLabelOptions, progress: bool = True) -> dict[str, Any]:
-    """Label every utterance not yet in `options.out`; return the run's summary."""
-    utterances = read_manifest(options.manifest, options.split)[: options.limit]
-    if not utterances:
-        raise DataError(f"{options.manifest}: no utterances to label (split={options.split})")
-    run_dir = Path(options.out).resolve()
-    if options.overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    write_plan(run_dir, utterances, options.shard_size, options.overwrite)
-    save_config(options, run_dir / "config.yaml")
-    shards = plan_shards(utterances, options.shard_size)
-    done = finished_shards(run_dir)
-    todo = [i for i in range(len(shards)) if i not in done]
-    if done:
-        log.info("resuming: %d of %d shards already done", len(done), len(shards))
-    start = time.perf_counter()
-    results = _label_on_ray(options, shards, todo, run_dir, progress) if todo else []
-    return summarize(run_dir, options.filters, time.perf_counter() - start, results)
-
-
-def _label_on_ray(options, shards, todo, run_dir: Path, progress: bool) -> list[ShardResult]:
-    import ray
-    from tqdm import tqdm
-
-    init_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    items = [{"index": i, "payload": pickle.dumps(shards[i])} for i in todo]
-    labelled = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        ShardLabeller,
-        fn_constructor_kwargs={"teacher_options": options.teacher, "run_dir": str(run_dir)},
-        batch_size=1,
-        concurrency=options.workers,
-        num_cpus=options.teacher.threads,
-        num_gpus=options.gpus_per_worker,
-    )
-    results = []
-    total = sum(len(shards[i]) for i in todo)
-    with tqdm(total=total, unit="utt", desc="pseudo-label", disable=not progress) as bar:
-        for row in labelled.iter_rows():
-            result = ShardResult(**row)
-            results.append(result)
-            bar.update(result.items)
-            bar.set_postfix(audio_s=f"{sum(r.audio_seconds for r in results):.0f}")
-    return results
 
 
 def init_ray() -> None:

@@ -1,4 +1,5 @@
-"""The Ray pseudo-label job end to end: exactly once, failures per item, resume, a lost node."""
+"""The Ray pseudo-label job end to end: exactly once, failures per item, resume, a grown or
+edited manifest, a lost node; and the lazy shard reader it streams from."""
 
 import dataclasses
 import json
@@ -8,12 +9,13 @@ import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from audiodistill.audio import SAMPLE_RATE, save_wav
-from audiodistill.labelling import PlanMismatchError, PseudoLabelOptions
+from audiodistill.labelling import PlanMismatchError, PseudoLabelOptions, iter_shards
 from audiodistill.labels import finished_shards, read_labels, shard_path
-from audiodistill.manifest import Utterance, write_manifest
+from audiodistill.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from audiodistill.teachers import TeacherOptions
 from pipelines.pseudo_label import run, shard_attempts
 
@@ -55,11 +57,55 @@ def _options(manifest, out, **kw):
     )
 
 
-def _assert_exactly_once(out):
+def _assert_exactly_once(out, ids=None):
     labels = read_labels(out)
-    assert sorted(labels["id"]) == sorted([f"u{i:02d}" for i in range(N_GOOD)] + ["empty", "junk"])
+    ids = ids or [f"u{i:02d}" for i in range(N_GOOD)] + ["empty", "junk"]
+    assert sorted(labels["id"]) == sorted(ids)
     assert labels["id"].is_unique
     return labels
+
+
+def _ids(shards):
+    return [[u.id for u in shard.utterances] for shard in shards]
+
+
+def test_shards_are_the_same_from_every_manifest_format(corpus, tmp_path):
+    """JSONL, CSV and Parquet manifests of the same rows give the same shards; a directory
+    gives its files in sorted path order, as the whole-list reader did."""
+    utts = read_manifest(corpus)
+    frame = pd.DataFrame({"id": [u.id for u in utts], "audio": [u.audio for u in utts]})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    frame.to_parquet(tmp_path / "m.parquet")
+    expected = [[u.id for u in utts[i : i + 4]] for i in range(0, len(utts), 4)]
+    for manifest in (corpus, tmp_path / "m.csv", tmp_path / "m.parquet"):
+        assert _ids(iter_shards(PseudoLabelOptions(str(manifest), shard_size=4))) == expected
+    for name in ("b.wav", "a.wav", "a/c.wav", "a/notes.txt"):
+        (tmp_path / "dir" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "dir" / name).write_bytes(b"")
+    shards = iter_shards(PseudoLabelOptions(str(tmp_path / "dir"), shard_size=2))
+    assert _ids(shards) == [["a/c", "a"], ["b"]]
+    train = [dataclasses.replace(u, split="train" if i % 2 else "dev") for i, u in enumerate(utts)]
+    write_manifest(train, tmp_path / "split.jsonl")
+    options = PseudoLabelOptions(
+        str(tmp_path / "split.jsonl"), split="train", limit=5, shard_size=2
+    )
+    first = [u.id for u in train if u.split == "train"][:5]
+    assert _ids(iter_shards(options)) == [first[:2], first[2:4], first[4:]]
+
+
+def test_shards_are_read_a_piece_at_a_time(corpus, tmp_path):
+    """A bad row far down the manifest fails only when the reader gets there: the shards
+    before it have been handed out already."""
+    lines = corpus.read_text().splitlines()
+    lines.insert(9, "{not json")
+    (corpus.parent / "bad_row_10.jsonl").write_text("\n".join(lines) + "\n")
+    shards = iter_shards(PseudoLabelOptions(str(corpus.parent / "bad_row_10.jsonl"), shard_size=4))
+    assert _ids([next(shards), next(shards)]) == [
+        ["u00", "u01", "u02", "u03"],
+        ["u04", "empty", "u05", "u06"],
+    ]
+    with pytest.raises(ManifestError, match="row 10: not valid JSON"):
+        next(shards)
 
 
 def test_job_labels_each_id_once_and_fails_bad_items_alone(corpus, tmp_path, ray_session):
@@ -87,6 +133,31 @@ def test_rerun_redoes_only_missing_shards(corpus, tmp_path, ray_session):
     _assert_exactly_once(out)
     with pytest.raises(PlanMismatchError, match="overwrite=true"):
         run(_options(corpus, out, limit=10), progress=False)
+
+
+def test_grown_manifest_labels_only_its_new_shards(corpus, tmp_path, ray_session):
+    """Rows appended: full shards stay as they are, the short last one and the new ones are
+    labelled. A row inserted in the middle: the shards from there on are labelled again.
+    Rows removed: the shard files past the new end stop the job."""
+    utts = read_manifest(corpus)
+    manifest, out = tmp_path / "manifest.jsonl", tmp_path / "run"
+    write_manifest(utts[:18], manifest)  # shards 0-3 full, shard 4 holds 2 rows
+    assert run(_options(manifest, out), progress=False)["labelled_this_run"] == 18
+    kept = {i: shard_path(out, i).stat().st_mtime_ns for i in range(4)}
+    write_manifest(utts, manifest)
+    assert run(_options(manifest, out), progress=False)["labelled_this_run"] == 6
+    assert {i: shard_path(out, i).stat().st_mtime_ns for i in range(4)} == kept
+    _assert_exactly_once(out)
+    extra = dataclasses.replace(utts[0], id="extra")
+    write_manifest([*utts[:9], extra, *utts[9:]], manifest)  # lands in shard 2
+    assert run(_options(manifest, out), progress=False)["labelled_this_run"] == 23 - 8
+    assert {i: shard_path(out, i).stat().st_mtime_ns for i in range(2)} == {
+        i: kept[i] for i in range(2)
+    }
+    _assert_exactly_once(out, [u.id for u in utts] + ["extra"])
+    write_manifest(utts[:18], manifest)
+    with pytest.raises(PlanMismatchError, match="past the end"):
+        run(_options(manifest, out), progress=False)
 
 
 @pytest.mark.slow  # ~45 s on 2 busy cores: a 4-node cluster starts
