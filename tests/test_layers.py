@@ -1,5 +1,6 @@
 """The layer rules, checked in fresh interpreters: the library never imports Ray (pipelines/
-and serve/ are the Ray adapters), and the edge runtime imports without torch."""
+and serve/ are the Ray adapters), the edge runtime imports without torch, and nothing but
+tests imports audiodistill.testing."""
 
 import subprocess
 import sys
@@ -27,6 +28,21 @@ print("ok")
 """
 
 
+NOTHING_IMPORTS_TESTING = """
+import importlib, pkgutil, sys
+
+def walk(name):  # walk_packages would import audiodistill.testing itself to look inside
+    module = importlib.import_module(name)
+    for m in pkgutil.iter_modules(getattr(module, "__path__", [])):
+        if f"{name}.{m.name}" != "audiodistill.testing":
+            walk(f"{name}.{m.name}")
+
+for name in ("audiodistill", "pipelines", "serve"):
+    walk(name)
+print(sorted(m for m in sys.modules if m.startswith("audiodistill.testing")))
+"""
+
+
 def _run(code: str) -> str:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -40,3 +56,7 @@ def test_no_library_module_imports_ray():
 
 def test_the_edge_runtime_imports_without_torch():
     assert _run(EDGE_ONLY) == "ok"
+
+
+def test_production_code_never_imports_the_test_helpers():
+    assert _run(NOTHING_IMPORTS_TESTING) == "[]"

@@ -20,7 +20,7 @@ from torch import nn
 
 from audiodistill.audio import SAMPLE_RATE, save_wav
 from audiodistill.labels import write_shard
-from audiodistill.testing.dummies import DIGIT_WORDS
+from audiodistill.teachers.fake import DIGIT_WORDS
 
 TONE_BASE_HZ = 400.0  # digit d is a pure tone at 400 + 150 * d Hz: 400 .. 1750 Hz
 TONE_STEP_HZ = 150.0  # three FFT bins apart at 50 Hz resolution, so digits never blur

@@ -99,6 +99,13 @@ def bundled_hibari_models() -> list[str]:
     return [name for name, info in VOICES.items() if info.get("bundled")]
 
 
+def speak(texts, seed: int = 0) -> list[np.ndarray]:
+    """16 kHz clips of the first bundled hibari voice reading each of `texts`, plainly (no
+    augmentation): speech for measurements and tests, made on the spot."""
+    voice = HibariVoice("bundled", bundled_hibari_models()[0], False, 1.0, seed)
+    return [voice.synthesize(text) for text in texts]
+
+
 def hibari_voices(seed: int) -> list[HibariVoice]:
     return [
         HibariVoice(f"hibari-{model}-{accent}-x{speed:g}", model, british, speed, seed)

@@ -73,7 +73,7 @@ def word_clip(words: list[str], pieces: list[np.ndarray], seed: int = 0) -> Word
 
 def word_clips(sentences: tuple[str, ...] = SENTENCES) -> list[WordClip]:
     """One known-boundary clip per sentence, each word read alone by the bundled voice."""
-    from audiodistill.testing.speech import speak
+    from audiodistill.synth.voices import speak
 
     clips = []
     for i, sentence in enumerate(sentences):

@@ -65,7 +65,7 @@ class TeacherOptions:
 def build_teacher(options: TeacherOptions) -> Teacher | CodecTeacher:
     """Load the teacher an options block describes (heavy imports happen here, not at import)."""
     if options.backend == "fake":
-        from audiodistill.testing.dummies import FakeTeacher
+        from audiodistill.teachers.fake import FakeTeacher
 
         return FakeTeacher(options.fake_seconds_per_item, options.top_k)
     if options.backend == "ct2":

@@ -16,7 +16,6 @@ SENTENCES = (
 
 def speak(sentences=SENTENCES, seed: int = 0) -> list[np.ndarray]:
     """16 kHz mono float32 clips of the bundled hibari voice reading `sentences`."""
-    from audiodistill.synth.voices import HibariVoice, bundled_hibari_models
+    from audiodistill.synth.voices import speak as read_aloud
 
-    voice = HibariVoice("test", bundled_hibari_models()[0], False, 1.0, seed)
-    return [voice.synthesize(text) for text in sentences]
+    return read_aloud(sentences, seed)
