@@ -152,6 +152,7 @@ def write_plan(run_dir: Path, options: PseudoLabelOptions) -> None:
     path = run_dir / "plan.json"
     if path.exists() and not options.overwrite:
         old = json.loads(path.read_text())
+        # `k in old`: a plan from before split and limit were recorded has the size alone
         changed = {k: (old[k], v) for k, v in plan.items() if k in old and old[k] != v}
         if changed:
             raise PlanMismatchError(
@@ -171,19 +172,20 @@ class ShardResult:
     failed: int
     audio_seconds: float
     compute_seconds: float
+    skipped: bool = False  # its file was done already: nothing labelled
 
 
 @dataclass
 class RunProgress:
     """What the driver keeps of the shards labelled so far: sums, never one entry per shard."""
 
-    shards: int = 0
     items: int = 0
     audio_seconds: float = 0.0
     first_shard_seconds: float | None = None  # from the start to the first labelled shard
 
     def add(self, result: ShardResult, elapsed_seconds: float) -> None:
-        self.shards += 1
+        if result.skipped:
+            return
         self.items += result.items
         self.audio_seconds += result.audio_seconds
         if self.first_shard_seconds is None:
@@ -289,10 +291,8 @@ def summarize(
     """
     run_dir = Path(run_dir)
     totals = _Totals()
-    indices = iter(sorted(finished_shards(run_dir)))
     with (run_dir / "errors.jsonl").open("w") as errors:
-        while group := list(itertools.islice(indices, SHARDS_PER_SUMMARY_READ)):
-            labels = _summary_columns([shard_path(run_dir, i) for i in group])
+        for labels in _label_pieces(run_dir):
             failed = labels[labels["error"].notna()]
             for row in failed[["id", "audio", "error"]].to_dict(orient="records"):
                 errors.write(json.dumps(row) + "\n")
@@ -325,18 +325,28 @@ def summarize(
 _NOT_SUMMARIZED = {"token_ids", "topk_ids", "topk_logprobs", "latents"}
 
 
-# shard files read at once by the summary: a bounded piece, large enough that pandas' cost
-# per call is small beside the rows
-SHARDS_PER_SUMMARY_READ = 64
+# rows the summary reads at once: a bounded piece, large enough that pandas' cost per call
+# is small beside the rows
+SUMMARY_ROWS = 20_000
 
 
-def _summary_columns(paths: list[Path]):
+def _label_pieces(run_dir: Path) -> Iterator:
+    """A run's label rows without the per-token arrays, as DataFrames of about SUMMARY_ROWS
+    rows (whole shards), in shard order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = pq.read_schema(paths[0]).names
-    columns = [c for c in names if c not in _NOT_SUMMARIZED]
-    return pa.concat_tables(pq.read_table(p, columns=columns) for p in paths).to_pandas()
+    tables, rows = [], 0
+    for index in sorted(finished_shards(run_dir)):
+        path = shard_path(run_dir, index)
+        columns = [c for c in pq.read_schema(path).names if c not in _NOT_SUMMARIZED]
+        tables.append(pq.read_table(path, columns=columns))
+        rows += tables[-1].num_rows
+        if rows >= SUMMARY_ROWS:
+            yield pa.concat_tables(tables).to_pandas()
+            tables, rows = [], 0
+    if tables:
+        yield pa.concat_tables(tables).to_pandas()
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
   read      one task streams the manifest a piece at a time and emits its shards (shard k:
             utterances [k * shard_size, (k + 1) * shard_size); see audiodistill/labelling.py
-            for what a grown or edited manifest does)
-  decode    CPU tasks (`decoders` at once) drop the shards already on disk and decode and
-            resample the others' audio to 16 kHz float32; an unreadable file fails that
-            item only
+            for what a grown or edited manifest does), a few thousand utterances per row
+  decode    CPU tasks (`decoders` at once) pass on the shards already on disk as such and
+            decode and resample the others' audio to 16 kHz float32, one shard per block; an
+            unreadable file fails that item only
   label     an actor pool (`workers` actors, each holding one teacher) labels decoded shards
             and writes each shard's file itself, atomically
 
@@ -24,6 +24,7 @@ mounted bucket).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ import pickle
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,7 @@ from audiodistill.manifest import iter_manifest
 log = logging.getLogger(__name__)
 
 ATTEMPTS = "attempts"  # <out>/attempts/: one JSON record per try at a shard
+PIECE_ROWS = 4096  # utterances (whole shards) the reader sends on at once
 
 
 def run(options: PseudoLabelOptions, progress: bool = True) -> dict[str, Any]:
@@ -103,7 +106,7 @@ def _pipeline(options: PseudoLabelOptions, run_dir: Path):
 
     labelled = (
         ray.data.read_datasource(
-            _ManifestShards(options, str(run_dir)),
+            _ManifestPieces(options, str(run_dir)),
             override_num_blocks=1,
             num_cpus=0,  # it mostly waits on backpressure
         )
@@ -130,11 +133,15 @@ def _pipeline(options: PseudoLabelOptions, run_dir: Path):
     return labelled
 
 
-class _ManifestShards(Datasource):
-    """The read stage: one task streams the manifest's shards, one pickled shard per row.
+class _ManifestPieces(Datasource):
+    """The read stage: one task streams the manifest's shards, a piece of whole shards (about
+    PIECE_ROWS utterances) per row.
 
     One task, because where a row falls (which shard) is known only by reading in order. It
     yields the same stream however often it runs, so Ray may run it again after a failure.
+    Pieces rather than single shards: a piece is big enough to go to the object store, which
+    Ray Data's backpressure bounds (Ray keeps objects under 100 KB in the driver's own
+    memory, which a reader running ahead of the teachers would fill).
     """
 
     def __init__(self, options: PseudoLabelOptions, run_dir: str):
@@ -149,16 +156,20 @@ class _ManifestShards(Datasource):
         return [ReadTask(self._read, BlockMetadata(None, None, None, None))]
 
     def _read(self):
-        for shard in manifest_shards(self.options, self.run_dir):
-            yield pa.table({"shard": [shard.index], "payload": [pickle.dumps(shard)]})
+        shards = manifest_shards(self.options, self.run_dir)
+        per_piece = max(1, PIECE_ROWS // self.options.shard_size)
+        while piece := list(itertools.islice(shards, per_piece)):
+            yield pa.table({"payload": [pickle.dumps(piece)]})
 
 
-def _decode_pending(batch: dict[str, Any], run_dir: str) -> dict[str, list]:
-    """The decode stage: shards in; out, those not yet on disk with their audio decoded."""
-    shards = [pickle.loads(payload) for payload in batch["payload"]]
-    pending = [shard for shard in shards if not shard_is_done(run_dir, shard)]
-    decoded = [pickle.dumps(decode_shard(shard)) for shard in pending]
-    return {"shard": [shard.index for shard in pending], "payload": decoded}
+def _decode_pending(batch: dict[str, Any], run_dir: str) -> Iterator[dict[str, list]]:
+    """The decode stage: pieces in; one row out per shard, each alone in its block: the
+    shard with its audio decoded, or an empty payload if its file is done already. Always
+    one row per shard, so a task run again yields the same shards in the same order."""
+    for payload in batch["payload"]:
+        for shard in pickle.loads(payload):
+            decoded = b"" if shard_is_done(run_dir, shard) else pickle.dumps(decode_shard(shard))
+            yield {"shard": [shard.index], "payload": [decoded]}
 
 
 class ShardLabeller:
@@ -171,7 +182,10 @@ class ShardLabeller:
         self.run_dir = run_dir
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        results = [self._label(pickle.loads(payload)) for payload in batch["payload"]]
+        results = [
+            self._label(pickle.loads(payload)) if payload else _done_already(int(index))
+            for index, payload in zip(batch["shard"], batch["payload"], strict=True)
+        ]
         return {key: [r[key] for r in results] for key in results[0]}
 
     def _label(self, shard) -> dict[str, Any]:
@@ -189,6 +203,10 @@ class ShardLabeller:
         result = label_decoded(self.teacher, shard, self.run_dir)
         _write_record(path, record | {"finished": time.time()})  # after the shard's rename
         return dataclasses.asdict(result)
+
+
+def _done_already(index: int) -> dict[str, Any]:
+    return dataclasses.asdict(ShardResult(index, 0, 0, 0.0, 0.0, skipped=True))
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
