@@ -50,7 +50,11 @@ def head():
             time.sleep(1)
     yield url, env
     os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=60)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # a head busy starting may not stop on SIGTERM
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
