@@ -1,130 +1,116 @@
 """Does the streaming student learn, and how fast does it run? A quick standalone check.
 
-    python benchmarks/streaming_sanity.py --manifest data/synth/manifest.jsonl --minutes 5
+    python benchmarks/streaming_sanity.py --manifest data/synth/manifest.jsonl --steps 1500
 
-1. Trains streaming_xs with CTC on the manifest's train split (targets: the reference text in
-   spoken form) for `--steps` steps on `--threads` threads (1500 steps of 8 clips: about 5
-   minutes on an idle 2-core machine), random chunk sizes, and prints the loss curve and
-   dev WER/CER (normalized) at 160/320/640 ms chunks, and train WER/CER to show how much of
-   the gap is overfitting to a small corpus.
+1. Trains the product's streaming student (StreamingTask with a Conformer xs encoder) with
+   CTC on the manifest's train split (targets: the reference text in spoken form) through
+   the product's training loop (`training.loop.fit` in this process, checkpoints under
+   `--out`/checkpoints): its AdamW with warm-up and cosine decay, batches of `--batch-size`
+   clips bucketed by duration, audio read and featurized per batch, random chunk sizes.
+   `--steps` steps on `--threads` threads; dev WER every `--eval-every` steps. Then the best
+   checkpoint by dev WER is exported as `distill` exports it (`--out`/student) and the
+   table gives its greedy dev WER/CER (normalized) at 160/320/640 ms chunks, and train
+   WER/CER to show how much of the gap is overfitting to a small corpus.
 2. On 1 thread, measures the real-time factor of streaming_xs and streaming_s (whole
    utterance and chunk by chunk through StreamingRecognizer), the latency of one 320 ms chunk
    step, and the RTF of Whisper tiny.en (CTranslate2 int8, the bundled teacher) on the same
    test utterances. Speed does not depend on the weights, so streaming_s runs untrained.
 
 A synthetic corpus stands in for real speech: its WER says "it learns", nothing more.
+Each run starts afresh: it clears `--out`/checkpoints and `--out`/metrics.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
+import logging
+import shutil
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-from torch import nn
 
-from audiodistill.audio import SAMPLE_RATE, load_audio
-from audiodistill.manifest import read_manifest
-from audiodistill.metrics import cer, corpus_wer
-from audiodistill.students.features import log_mel
+from audiodistill.data.audio import SAMPLE_RATE, load_audio
+from audiodistill.data.manifest import read_manifest
+from audiodistill.evaluation.wer import cer, corpus_wer
+from audiodistill.students.registry import build_task
 from audiodistill.students.streaming import (
     StreamingEncoder,
     StreamingRecognizer,
     count_parameters,
-    ctc_loss,
     frames_per_chunk,
-    sample_chunk_frames,
-    save_student,
+    load_student,
     streaming_s,
-    streaming_xs,
     transcribe,
 )
-from audiodistill.students.tokenizer import CharTokenizer
+from audiodistill.students.streaming_task import StreamingOptions
+from audiodistill.training.label_rows import with_audio
+from audiodistill.training.local_run import LocalContext
+from audiodistill.training.loop import export_checkpoint, fit
+from audiodistill.training.options import DistillOptions, TrainOptions
 
 
-def load_split(manifest: str, split: str) -> list[tuple[np.ndarray, str]]:
-    return [(load_audio(u.audio), u.text or "") for u in read_manifest(manifest, split)]
+def load_split(manifest: str, split: str) -> list[dict]:
+    """Training-loop rows of a split: id, audio path, duration, and the reference transcript
+    as `text` (the CTC target, where distillation has the pseudo-label) and as `reference`
+    (what dev WER is scored against)."""
+    rows = []
+    for u in read_manifest(manifest, split):
+        duration = u.duration
+        if duration is None:  # the loop buckets batches by duration
+            duration = len(load_audio(u.source)) / SAMPLE_RATE
+        text = u.text or ""
+        rows.append(
+            {"id": u.id, "audio": u.source, "duration": duration, "text": text, "reference": text}
+        )
+    return rows
 
 
-def make_batches(items, batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffled batches of similar lengths (sorted within pools of 4 batches)."""
-    order = list(range(len(items)))
-    rng.shuffle(order)
-    pool = 4 * batch_size
-    batches = []
-    for start in range(0, len(order), pool):
-        ids = sorted(order[start : start + pool], key=lambda i: items[i][0].shape[0])
-        batches += [ids[j : j + batch_size] for j in range(0, len(ids), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def pad_batch(items, ids) -> dict[str, torch.Tensor]:
-    """Like streaming.collate, from features and targets computed once up front."""
-    feats = [items[i][0] for i in ids]
-    targets = [items[i][1] for i in ids]
-    return {
-        "features": nn.utils.rnn.pad_sequence(feats, batch_first=True),
-        "feature_lengths": torch.tensor([len(f) for f in feats]),
-        "targets": nn.utils.rnn.pad_sequence(targets, batch_first=True),
-        "target_lengths": torch.tensor([len(t) for t in targets]),
-    }
-
-
-def error_rates(model, tok, items, chunk_ms: int) -> tuple[float, float]:
-    """Corpus WER and mean per-utterance CER, both on normalized text."""
-    hyps = transcribe(model, tok, [a for a, _ in items], chunk_ms=chunk_ms)
-    refs = [t for _, t in items]
+def error_rates(model, tok, rows, chunk_ms: int) -> tuple[float, float]:
+    """Corpus WER and mean per-utterance CER of greedy transcripts, on normalized text."""
+    hyps = transcribe(model, tok, [r["audio"] for r in rows], chunk_ms=chunk_ms)
+    refs = [r["reference"] for r in rows]
     cers = [cer(r, h) for r, h in zip(refs, hyps, strict=True)]
     return corpus_wer(refs, hyps).wer, statistics.mean(cers)
 
 
-def train(args, tok, train_set, dev) -> tuple[StreamingEncoder, list[dict]]:
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    rng = random.Random(0)
-    model = StreamingEncoder(streaming_xs())
-    items = [
-        (log_mel(torch.from_numpy(a)), torch.tensor(tok.encode(t), dtype=torch.long))
-        for a, t in train_set
-    ]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    start, step, curve, window = time.perf_counter(), 0, [], []
-    while step < args.steps:
-        for ids in make_batches(items, args.batch_size, rng)[: args.steps - step]:
-            # linear warm-up, then cosine decay to 0 at the last step
-            warm = min(1.0, (step + 1) / args.warmup)
-            scale = warm * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-            for group in optimizer.param_groups:
-                group["lr"] = args.lr * scale
-            batch = pad_batch(items, ids)
-            model.train()
-            chunk = sample_chunk_frames(model.config, rng)
-            logits, out_lengths, _ = model(batch["features"], batch["feature_lengths"], chunk)
-            loss = ctc_loss(logits, out_lengths, batch["targets"], batch["target_lengths"])
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            window.append(loss.item())
-            if step % args.log_every == 0 or step % args.eval_every == 0:
-                seconds = round(time.perf_counter() - start)
-                point = {"step": step, "seconds": seconds, "loss": statistics.mean(window)}
-                window = []
-                if step % args.eval_every == 0:
-                    wer, char_er = error_rates(model, tok, dev, 320)
-                    point.update(dev_wer_320ms=wer, dev_cer_320ms=char_er)
-                curve.append(point)
-                print(json.dumps(point), flush=True)
-    print(f"trained {step} steps in {time.perf_counter() - start:.0f} s", flush=True)
-    return model.eval(), curve
+def train(args, train_rows: list[dict], dev_rows: list[dict]):
+    """Train through the product's loop; (the exported student, the loop's metrics records)."""
+    options = DistillOptions(
+        student="streaming",
+        out=args.out,
+        streaming=StreamingOptions(encoder="conformer", size="xs"),
+        train=TrainOptions(
+            cpus_per_worker=args.threads,
+            max_steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_steps=args.warmup,
+            log_every=args.log_every,
+            eval_every=args.eval_every,
+            checkpoint_every=args.eval_every,
+        ),
+    )
+    out = Path(args.out)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # figures of this run, not a resumed one
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    task = build_task(options)
+    context = LocalContext(out, options.train.keep_checkpoints)
+    start = time.perf_counter()
+    state = fit(task, options.train, lambda: train_rows, dev_rows, context, out / "metrics.jsonl")
+    print(f"trained {state.step} steps in {time.perf_counter() - start:.0f} s", flush=True)
+    best = context.best()
+    export_checkpoint(task, best, out / "student")
+    task.finish_export(out / "student", pd.DataFrame(train_rows))
+    print(f"exported {best.name} (best dev WER) to {out / 'student'}", flush=True)
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    curve = [r for r in records if "event" not in r]
+    return load_student(out / "student"), curve
 
 
 def whole_rtf(model, tok, audios) -> float:
@@ -198,23 +184,23 @@ def main() -> None:
     parser.add_argument("--speed-utterances", type=int, default=10)
     parser.add_argument("--out", default="runs/streaming_sanity")
     args = parser.parse_args()
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("audiodistill.training.loop").setLevel(logging.INFO)  # progress lines
 
-    tok = CharTokenizer()
-    train_set, dev = load_split(args.manifest, "train"), load_split(args.manifest, "dev")
+    train_rows, dev = load_split(args.manifest, "train"), load_split(args.manifest, "dev")
     test = load_split(args.manifest, "test")[: args.speed_utterances]
-    print(f"train {len(train_set)} utterances, dev {len(dev)}, speed on {len(test)}")
-    model, curve = train(args, tok, train_set, dev)
+    print(f"train {len(train_rows)} utterances, dev {len(dev)}, speed on {len(test)}")
+    student, curve = train(args, train_rows, dev)
+    model, tok = student.model, student.tokenizer
+    dev, train_sample = with_audio(dev), with_audio(train_rows[: len(dev)])
     final = {}
     for ms in (160, 320, 640):
         final[f"dev_wer_{ms}ms"], final[f"dev_cer_{ms}ms"] = error_rates(model, tok, dev, ms)
-    final["train_wer_320ms"], final["train_cer_320ms"] = error_rates(
-        model, tok, train_set[: len(dev)], 320
-    )
+    final["train_wer_320ms"], final["train_cer_320ms"] = error_rates(model, tok, train_sample, 320)
     print(json.dumps(final))
-    save_student(model, tok, Path(args.out) / "student")
 
     torch.set_num_threads(1)
-    test_audio = [a for a, _ in test]
+    test_audio = [r["audio"] for r in with_audio(test)]
     speed = {"test_seconds": sum(len(a) for a in test_audio) / SAMPLE_RATE}
     for name, m in (("xs", model), ("s", StreamingEncoder(streaming_s()).eval())):
         speed[f"{name}_params"] = count_parameters(m)

@@ -1,5 +1,5 @@
-"""`train-codec-teacher`: the EMA residual quantizer, a short run, resume, and loading the
-result through the real codec teacher."""
+"""`train-codec-teacher`: the EMA residual quantizer, a short run through the training loop,
+resume and budget, and loading the result through the real codec teacher."""
 
 import json
 
@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiodistill.audio import SAMPLE_RATE, save_wav
-from audiodistill.codec_training import (
+from audiodistill.codec.teacher_training import (
     CODEBOOK_SIZE,
     CodecTeacherOptions,
     quantize,
@@ -16,7 +15,8 @@ from audiodistill.codec_training import (
     train,
 )
 from audiodistill.config import load_config
-from audiodistill.manifest import Utterance, write_manifest
+from audiodistill.data.audio import SAMPLE_RATE, save_wav
+from audiodistill.data.manifest import Utterance, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_entries_move_towards_their_frames_and_unused_ones_are_reseeded():
 def test_named_sizes_and_the_student_share():
     from transformers import EncodecModel
 
-    from audiodistill.codec_families import EncodecFamily
+    from audiodistill.codec.families import EncodecFamily
 
     config = teacher_config("s", 4)
     assert (config.sampling_rate, config.frame_rate, config.num_quantizers) == (16000, 50, 4)
@@ -88,7 +88,11 @@ def test_named_sizes_and_the_student_share():
         teacher_config("xl", 4)
 
 
-def test_short_run_exports_a_loadable_teacher_and_resumes(tiny_corpus, tmp_path):
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_short_run_exports_a_loadable_teacher(tiny_corpus, tmp_path):
     from audiodistill.teachers import TeacherOptions, build_teacher
 
     options = CodecTeacherOptions(
@@ -96,19 +100,35 @@ def test_short_run_exports_a_loadable_teacher_and_resumes(tiny_corpus, tmp_path)
         max_steps=6, max_minutes=None, batch_size=2, eval_every=3, dev_limit=2, threads=1,
     )  # fmt: skip
     model_dir = train(options)
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [3, 6, 6] and lines[-1]["final"]
-    assert all(np.isfinite(m["mel_distance"]) for m in lines)
+    lines = _metrics(tmp_path)
+    evals = [m for m in lines if "dev_score" in m]
+    assert [m["step"] for m in evals] == [3, 6]
+    assert all(np.isfinite(m["dev_mel_distance"]) for m in evals)
+    assert {"spectral", "commitment", "usage_q0", "loss"} <= lines[-1].keys()
     load_config(CodecTeacherOptions, tmp_path / "config.yaml")  # the resolved config
     teacher = build_teacher(TeacherOptions(backend="codec", model=str(model_dir)))
     clip = np.random.default_rng(1).standard_normal(SAMPLE_RATE).astype("f4") * 0.1
     encoding = teacher.encode([clip])[0]
     assert encoding.codes.shape == (2, 50) and teacher.frame_rate == 50
     assert teacher.bitrate == 1000  # 2 codebooks x 10 bits x 50 frames/s
-    # a rerun with a larger budget continues from the checkpoint's step
-    train(CodecTeacherOptions(**{**vars(options), "max_steps": 9}))
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines][-2:] == [9, 9]
+
+
+def test_a_rerun_resumes_from_the_checkpoint(tiny_corpus, tmp_path):
+    options = CodecTeacherOptions(
+        manifest=str(tiny_corpus), out=str(tmp_path), size="tiny", codebooks=1,
+        max_steps=4, max_minutes=None, batch_size=2, eval_every=2, dev_limit=1, threads=1,
+    )  # fmt: skip
+    train(options)
+    # a larger max_steps continues from step 4; a spent budget stops it at the next checkpoint
+    train(CodecTeacherOptions(**{**vars(options), "max_steps": 8, "max_minutes": 1e-9}))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir())[-1].endswith("06")
+    train(CodecTeacherOptions(**{**vars(options), "max_steps": 8}))
+    lines = _metrics(tmp_path)
+    assert [m["step"] for m in lines if m.get("event") == "start"] == [0, 4, 6]
+    steps = [m["step"] for m in lines if "event" not in m]
+    assert len(steps) == len(set(steps)) and steps == sorted(steps)
+    assert [m["step"] for m in lines if "dev_score" in m] == [2, 4, 6, 8]
+    assert (tmp_path / "model" / "config.json").is_file()
 
 
 def test_no_readable_audio_is_a_clear_error(tmp_path):
