@@ -21,14 +21,14 @@ from audiodistill.errors import UserError
 
 
 def _synth(options) -> None:
-    from audiodistill.synth.corpus import build_corpus
+    from audiodistill.data.synth.corpus import build_corpus
 
     utterances = build_corpus(options)
     print(f"wrote {len(utterances)} utterances to {options.out}/manifest.jsonl")
 
 
 def _manifest(options) -> None:
-    from audiodistill.manifest import split_manifest
+    from audiodistill.data.manifest import split_manifest
 
     counts = split_manifest(options)
     print(f"wrote {options.out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -56,19 +56,19 @@ def _eval(options) -> None:
 
 
 def _results(options) -> None:
-    from audiodistill.results import run
+    from audiodistill.evaluation.results_page import run
 
     print(f"wrote {run(options)}")
 
 
 def _export(options) -> None:
-    from audiodistill.export import run
+    from audiodistill.export.exporter import run
 
     print(json.dumps(run(options), indent=2))
 
 
 def _bench(options) -> None:
-    from audiodistill.bench import run, summary_line
+    from audiodistill.evaluation.edge_bench import run, summary_line
 
     report = run(options)
     print(json.dumps(report, indent=2))
@@ -88,7 +88,7 @@ def _convert_teacher(options) -> None:
 
 
 def _train_codec_teacher(options) -> None:
-    from audiodistill.codec_training import train
+    from audiodistill.codec.teacher_training import train
 
     model = train(options)
     print(f"wrote {model} (metrics in {options.out}/metrics.jsonl)")
@@ -108,7 +108,7 @@ def _serve(options) -> None:
 
 def _transcribe(options) -> None:
     if not options.in_process:
-        from audiodistill.client import run
+        from audiodistill.online.client import run
 
         run(options)
         return
@@ -141,19 +141,19 @@ COMMANDS = {
 }
 # each command's options: (module, dataclass)
 OPTIONS = {
-    "synth": ("audiodistill.synth.corpus", "SynthOptions"),
-    "manifest": ("audiodistill.manifest", "ManifestOptions"),
-    "pseudo-label": ("audiodistill.labelling", "PseudoLabelOptions"),
-    "distill": ("audiodistill.distill", "DistillOptions"),
-    "eval": ("audiodistill.evaluation", "EvalOptions"),
-    "results": ("audiodistill.results", "ResultsOptions"),
-    "export": ("audiodistill.export", "ExportOptions"),
-    "bench": ("audiodistill.bench", "BenchOptions"),
+    "synth": ("audiodistill.data.synth.corpus", "SynthOptions"),
+    "manifest": ("audiodistill.data.manifest", "ManifestOptions"),
+    "pseudo-label": ("audiodistill.teachers.shard_labelling", "PseudoLabelOptions"),
+    "distill": ("audiodistill.training.options", "DistillOptions"),
+    "eval": ("audiodistill.evaluation.measurement", "EvalOptions"),
+    "results": ("audiodistill.evaluation.results_page", "ResultsOptions"),
+    "export": ("audiodistill.export.exporter", "ExportOptions"),
+    "bench": ("audiodistill.evaluation.edge_bench", "BenchOptions"),
     "quickstart": ("pipelines.quickstart", "QuickstartOptions"),
     "convert-teacher": ("audiodistill.teachers.convert", "ConvertOptions"),
-    "train-codec-teacher": ("audiodistill.codec_training", "CodecTeacherOptions"),
+    "train-codec-teacher": ("audiodistill.codec.teacher_training", "CodecTeacherOptions"),
     "serve": ("serve.options", "ServeOptions"),
-    "transcribe": ("audiodistill.client", "TranscribeOptions"),
+    "transcribe": ("audiodistill.online.client", "TranscribeOptions"),
 }
 DESCRIPTION = (
     "Distill large speech models into small ones on Ray: synthesize or list a corpus, "

@@ -4,7 +4,7 @@
         --student runs/distill/codec/model --data data/synth/manifest.jsonl --split test
 
 The same as `audiodistill eval --model TEACHER --model STUDENT --data MANIFEST split=test
-threads=1`, which it runs (audiodistill/codec_evaluation.py), printing the table and the
+threads=1`, which it runs (audiodistill/codec/codec_report.py), printing the table and the
 codec targets (student <= 30% of the teacher's parameters, >= 3x faster encode+decode on one
 thread, mel distance within 10% of the teacher's) beside what was measured.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from audiodistill.codec_evaluation import run
-from audiodistill.evaluation import EvalOptions
+from audiodistill.codec.codec_report import run
+from audiodistill.evaluation.measurement import EvalOptions
 
 
 def main() -> None:

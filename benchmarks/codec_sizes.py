@@ -5,9 +5,9 @@
 
 No pretrained codec can be downloaded here, so this builds each family's published
 architecture from its transformers config defaults (facebook/encodec_24khz,
-descript/dac_16khz, kyutai/mimi) and each named student size (audiodistill/codec_families.py)
+descript/dac_16khz, kyutai/mimi) and each named student size (audiodistill/codec/families.py)
 with random weights, and times encode+decode on 1 CPU thread in steady state, taking turns
-(codec_metrics.roundtrip_rtfs, as `audiodistill eval` does). Parameters and speed depend on
+(quality.roundtrip_rtfs, as `audiodistill eval` does). Parameters and speed depend on
 the architecture, not on the weights; quality does, so none is reported here.
 """
 
@@ -16,17 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 
-from audiodistill.codec_metrics import ONEDNN_CACHE
+from audiodistill.codec.quality import ONEDNN_CACHE
 
 os.environ.setdefault(*ONEDNN_CACHE)  # before torch runs any convolution
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from audiodistill import codec_metrics  # noqa: E402
-from audiodistill.audio import SAMPLE_RATE  # noqa: E402
-from audiodistill.codec_families import FAMILIES  # noqa: E402
-from audiodistill.students.codec import CodecModel, without_weight_norm  # noqa: E402
+from audiodistill.codec import quality  # noqa: E402
+from audiodistill.codec.families import FAMILIES  # noqa: E402
+from audiodistill.data.audio import SAMPLE_RATE  # noqa: E402
+from audiodistill.students.codec_student import CodecModel, without_weight_norm  # noqa: E402
 
 # family -> (published checkpoint whose config the defaults are, config class name)
 PUBLISHED = {
@@ -52,11 +52,11 @@ def compare(name: str, audios: list[np.ndarray]) -> list[str]:
     sizes = [size for size in family.sizes if size != "tiny"]
     models = [build(family, config)]
     models += [build(family, family.student_config(config, size, None)) for size in sizes]
-    rtfs = codec_metrics.roundtrip_rtfs([m.roundtrip for m in models], audios)
-    teacher_params = codec_metrics.parameters(models[0].model)
+    rtfs = quality.roundtrip_rtfs([m.roundtrip for m in models], audios)
+    teacher_params = quality.parameters(models[0].model)
     rows = []
     for label, model, rtf in zip([checkpoint, *sizes], models, rtfs, strict=True):
-        params = codec_metrics.parameters(model.model)
+        params = quality.parameters(model.model)
         rows.append(
             f"| {name} | {label} | {params / 1e6:.1f}M | {params / teacher_params:.1%} "
             f"| {rtf:.3f} | {rtfs[0] / rtf:.2f}x |"

@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from audiodistill.evaluation import EvalOptions, run
+from audiodistill.evaluation.measurement import EvalOptions, run
 
 TARGETS = {
     "whisper-distil": [

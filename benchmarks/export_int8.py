@@ -3,9 +3,9 @@
     python benchmarks/export_int8.py --model runs/quickstart/streaming/model \
         --manifest data/synth/manifest.jsonl --split test
 
-Exports the student (`audiodistill.export.export_onnx`, int8 = dynamic quantization with
+Exports the student (`audiodistill.export.exporter.export_onnx`, int8 = dynamic quantization with
 per-channel weights), then scores the PyTorch student, the fp32 export and the int8 export on
-the same utterances with `audiodistill.evaluation.evaluate` (one utterance at a time, one
+the same utterances with `evaluation.measurement.evaluate` (one utterance at a time, one
 thread, the project's WER normalization). For a streaming student the PyTorch row runs whole
 utterances and the ONNX rows stream them chunk by chunk (same text, different cost profile);
 a whisper-distil student runs as an encoder and a greedy decoder loop in every row. Prints
@@ -21,12 +21,12 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from audiodistill.data.manifest import read_manifest
 from audiodistill.edge.recognizer import load_onnx_model
 from audiodistill.edge.whisper import EXPORT_KIND as WHISPER_EXPORT
 from audiodistill.edge.whisper import OnnxWhisper
-from audiodistill.evaluation import EvalModel, evaluate, load_eval_model
-from audiodistill.export import export_onnx
-from audiodistill.manifest import read_manifest
+from audiodistill.evaluation.measurement import EvalModel, evaluate, load_eval_model
+from audiodistill.export.exporter import export_onnx
 
 INT8_WER_BOUND = 0.5  # WER points int8 may add over fp32 (issue 5)
 

@@ -34,12 +34,12 @@ from pathlib import Path
 from pseudo_label_throughput import plain_loop, ray_job
 from train_throughput import throughput
 
-from audiodistill.audio import SAMPLE_RATE, load_audio
 from audiodistill.config import load_config
-from audiodistill.distill import DistillOptions
-from audiodistill.labelling import PseudoLabelOptions
-from audiodistill.manifest import read_manifest, write_manifest
+from audiodistill.data.audio import SAMPLE_RATE, load_audio
+from audiodistill.data.manifest import read_manifest, write_manifest
 from audiodistill.teachers import TeacherOptions
+from audiodistill.teachers.shard_labelling import PseudoLabelOptions
+from audiodistill.training.options import DistillOptions
 
 LARGE = "openai/whisper-large-v3"
 STUDENT_CONFIGS = ("configs/distill/whisper_distil.yaml", "configs/distill/streaming.yaml")

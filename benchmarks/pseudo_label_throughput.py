@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from audiodistill.audio import load_audio
-from audiodistill.labelling import PseudoLabelOptions
-from audiodistill.manifest import read_manifest, write_manifest
+from audiodistill.data.audio import load_audio
+from audiodistill.data.manifest import read_manifest, write_manifest
 from audiodistill.teachers import TeacherOptions, build_teacher
+from audiodistill.teachers.shard_labelling import PseudoLabelOptions
 
 
 def plain_loop(utterances, teacher_options: TeacherOptions, chunk: int = 1) -> float:

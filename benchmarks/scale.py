@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audiodistill.audio import save_wav
-from audiodistill.labelling import PseudoLabelOptions
+from audiodistill.data.audio import save_wav
 from audiodistill.teachers import TeacherOptions
+from audiodistill.teachers.shard_labelling import PseudoLabelOptions
 
 CLIPS = 16  # distinct audio files the manifest rows point at
 OBJECT_STORE_BYTES = 1 << 30  # per node, so a local run and a cluster node hold the same

@@ -43,9 +43,9 @@ import numpy as np
 import requests
 from serve_load import final_latency  # the same end -> final figure as the load benchmark
 
-from audiodistill.audio import SAMPLE_RATE
-from audiodistill.client import stream_audio
-from audiodistill.serving import model_id
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.online.client import stream_audio
+from audiodistill.online.served_model import model_id
 from audiodistill.testing.loopback import free_port, wav_bytes
 from audiodistill.testing.speech import speak
 

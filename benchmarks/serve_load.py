@@ -6,7 +6,7 @@
 
 Starts the Serve application (serve.app.start) on a free loopback port with the models to
 measure, then for each model and each N in --streams runs N streams at once, each an
-asyncio task of audiodistill.client.stream_audio sending TTS speech (sentences from
+asyncio task of audiodistill.online.client.stream_audio sending TTS speech (sentences from
 audiodistill.testing.speech with pauses between them, about --seconds long, ending in
 speech) at real-time pace in --frame-ms frames. Streams start up to --stagger seconds apart,
 as independent users would, so their chunks do not all reach the model at the same instant.
@@ -62,9 +62,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audiodistill.audio import SAMPLE_RATE
-from audiodistill.client import StreamResult, stream_audio
-from audiodistill.serving import model_id
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.online.client import StreamResult, stream_audio
+from audiodistill.online.served_model import model_id
 from serve.options import ServeOptions
 
 BEHIND_S = 1.0  # a latency or send lag over this means the stream fell behind real time

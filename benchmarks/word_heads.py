@@ -3,8 +3,8 @@
 A whisper-distil student keeps the teacher's alignment heads only where its kept decoder
 layers hold them; without any it falls back to every head of its upper half of layers
 (`whisper_alignment.alignment_heads`). This times the known-boundary clips
-(audiodistill.synth.word_clips) both ways, for the transformers teacher (tiny.en) and the
-released whisper-distil student, and writes the errors (audiodistill.word_timing.errors).
+(audiodistill.data.synth.word_clips) both ways, for the transformers teacher (tiny.en) and the
+released whisper-distil student, and writes the errors (audiodistill.evaluation.word_timing.errors).
 
     python benchmarks/word_heads.py --out benchmarks/results/word_heads.json
 """
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from audiodistill.synth.word_clips import word_clips
-from audiodistill.word_timing import errors
-from audiodistill.words import snap_to_speech
+from audiodistill.data.synth.word_clips import word_clips
+from audiodistill.decoding.words import snap_to_speech
+from audiodistill.evaluation.word_timing import errors
 
 RELEASED = "models/whisper-tiny-en-distil"
 

@@ -1,23 +1,31 @@
 """Ray job: distill a student from pseudo-labels with Ray Train (TorchTrainer, DDP).
 
 The driver checks the options and the labels (every "cannot train" error comes before any
-worker starts), hands the filtered label rows to Ray Data and starts `workers` Ray Train
-workers. Each worker reads its Ray Data shard once (ids, audio paths, labels: small), then
-draws duration-bucketed batches from it for as many steps as the others, loading each
-clip's audio itself. Audio is decoded in the workers rather than by a Ray Data map because
-decoding a wav costs well under 1% of a step, and on CPU clusters a separate decoding stage
-would compete with the training workers for the same cores (on a 2-core machine it would
-wait for a CPU that the workers hold).
+worker starts) reading only their light columns (ids, paths, durations, text, filter
+scores: no token or top-k arrays). Each worker then streams the label shards itself
+(`training.label_rows.stream_training_rows`: shards in a random order, a record batch at a
+time, the driver's row selection, `data.repeat`) and keeps the rows it owns (`worker_of`: a
+hash of the id), so no process holds the corpus: a worker holds one window of rows
+(`train.shuffle_rows`), bucketed by duration and shuffled, and loads each batch's audio
+itself. Every worker reads the label columns of every row (small beside the audio).
+Not a Ray Data stream, for two reasons. Ray Train tells Ray Data to leave the workers' CPUs
+alone, so where the workers fill the CPUs (a CPU-only cluster; 2 workers on 2 cores here)
+the Data read never got a CPU and training waited forever (tried). And an even Data split
+cuts epochs of unequal step counts (batches are cut by seconds), where a worker that
+starts its next epoch would wait for the others, which wait for it in DDP.
 
-Checkpoints, restarts and resume are Ray Train's (Train V2, the default in Ray 2.60):
+The loop itself is the library's (`audiodistill.training.loop.fit`); `RayTrainContext`
+gives it the worker's rank, DDP placement and Ray Train's checkpoints. Checkpoints,
+restarts and resume are Ray Train's (Train V2, the default in Ray 2.60):
 `RunConfig(name="train", storage_path=<out>/ray)` persists every reported checkpoint and a
 snapshot of the checkpoint list. When a worker dies, the controller restarts the worker
 group (FailureConfig.max_failures times) and `ray.train.get_checkpoint()` returns the latest
 checkpoint. When the whole job is rerun with the same `out`, the new controller finds the
 snapshot under the same name and storage path and restores it the same way, so the step
-count continues. Keeping the best (by dev score: dev WER, or a non-ASR student's own dev
-metric) and the latest checkpoint is CheckpointConfig's num_to_keep with dev_score as the
-score: Ray never deletes the latest.
+count continues (with a fresh, seeded data order: the exact place in the epoch is not kept).
+Keeping the best (by dev score: dev WER, or a non-ASR student's own dev metric) and the
+latest checkpoint is CheckpointConfig's num_to_keep with dev_score as the score: Ray never
+deletes the latest.
 
 Multi-node: `out`, the labels and the audio must be on storage every node sees.
 """
@@ -34,28 +42,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 import yaml
 
 from audiodistill.config import save_config, to_dict
-from audiodistill.distill import (
-    DataError,
-    DistillOptions,
+from audiodistill.errors import DataError
+from audiodistill.students.registry import build_task
+from audiodistill.training import loop
+from audiodistill.training.label_rows import (
+    load_training_rows,
+    stream_training_rows,
+    training_row,
+    worker_of,
+)
+from audiodistill.training.loop import (
     StudentTask,
     TrainState,
-    batch_stream,
-    evaluate,
     export_checkpoint,
+    fit,
     load_checkpoint,
-    load_training_rows,
-    make_optimizer,
-    save_checkpoint,
-    seed_everything,
-    train_step,
-    training_row,
-    with_audio,
 )
-from audiodistill.students.registry import build_task
+from audiodistill.training.options import DistillOptions
 from pipelines.pseudo_label import init_ray
 
 log = logging.getLogger(__name__)
@@ -76,7 +83,7 @@ def run(options: DistillOptions) -> dict[str, Any]:
     _check_resumable(out, options)
     save_config(options, out / "config.yaml")
     start = time.perf_counter()
-    result = _fit(options, out, train_rows, dev_rows)
+    result = _fit(options, out, dev_rows)
     best, metrics = _best_checkpoint(result, options.train.eval_every > 0)
     with best.as_directory() as directory:
         _export(task, Path(directory), out / "model", train_rows)
@@ -119,10 +126,12 @@ def with_absolute_teachers(options: DistillOptions) -> DistillOptions:
 
 
 def prepare(options: DistillOptions, task: StudentTask):
-    """Filtered (train, dev) rows, or DataError saying why they cannot train this student."""
-    train, dev = load_training_rows(options.data)
+    """Filtered (train, dev) rows, or DataError saying why they cannot train this student.
+    Train rows are light (no token or top-k arrays); the task checks a sample with every
+    column."""
+    train, dev = load_training_rows(options.data, light=True)
     try:
-        task.check(train)
+        task.check(train.attrs["sample"])
     except ValueError as err:
         raise DataError(f"{options.data.labels}: {err}") from err
     if options.train.eval_every > 0 and dev.empty:
@@ -130,8 +139,12 @@ def prepare(options: DistillOptions, task: StudentTask):
             f"{options.data.labels}: no usable rows in dev split {options.data.dev_split!r} for "
             "dev WER; set data.dev_split to a split with rows, or train.eval_every=0"
         )
-    if len(train) < options.train.workers:
-        raise DataError(f"{len(train)} training rows cannot feed {options.train.workers} workers")
+    workers = options.train.workers
+    owners = set(train["id"].map(lambda i: worker_of(i, workers)))
+    if len(owners) < workers:
+        raise DataError(
+            f"{len(train)} training rows cannot feed {workers} workers (a worker would get none)"
+        )
     return train, dev.head(options.train.dev_limit)
 
 
@@ -156,14 +169,11 @@ def _check_resumable(out: Path, options: DistillOptions) -> None:
             )
 
 
-def _fit(options: DistillOptions, out: Path, train_rows, dev_rows):
-    import ray
+def _fit(options: DistillOptions, out: Path, dev_rows):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     init_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    rows = [training_row(r) for r in train_rows.to_dict(orient="records")]
     train = options.train
     trainer = TorchTrainer(
         train_worker,
@@ -187,7 +197,6 @@ def _fit(options: DistillOptions, out: Path, train_rows, dev_rows):
             ),
             failure_config=FailureConfig(max_failures=train.max_failures),
         ),
-        datasets={"train": ray.data.from_items(rows)},
     )
     return trainer.fit()
 
@@ -218,56 +227,26 @@ def _export(task: StudentTask, checkpoint_dir: Path, model_dir: Path, train_rows
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """One DDP worker: restore, train to max_steps, evaluate and checkpoint on the way."""
-    import ray.train
-    import ray.train.torch
-
+    """One DDP worker: the library's loop over this worker's rows of the label stream."""
     options: DistillOptions = config["options"]
-    train = options.train
-    rank = ray.train.get_context().get_world_rank()
     _log_progress()
-    torch.set_num_threads(train.cpus_per_worker)
-    task = build_task(options)
-    torch.manual_seed(train.seed)
-    model = ray.train.torch.prepare_model(task.build())
-    optimizer, scheduler = make_optimizer(model, train, getattr(task, "lr_scale", None))
-    state = _restore(model, optimizer, scheduler)
-    rng = seed_everything(train.seed, rank, state.step)
-    rows = [training_row(r) for r in ray.train.get_dataset_shard("train").iter_rows()]
-    dev = with_audio(config["dev_rows"]) if rank == 0 and train.eval_every > 0 else []
-    metrics = MetricsLog(Path(config["metrics_path"]), rank == 0)
-    metrics.start(state.step, ray.train.get_context().get_world_size(), len(rows))
-    if state.step >= train.max_steps or state.stopped:
-        return
-    meter = Meter()
-    for batch in batch_stream(rows, train.batch_seconds, rng, train.batch_size):
-        parts = train_step(model, task, task.collate(batch), optimizer, scheduler, train.grad_clip)
-        state.step += 1
-        meter.add(batch, parts)
-        last = state.step >= train.max_steps
-        record = {"step": state.step}
-        if state.step % train.log_every == 0 or last:
-            record |= meter.flush(state.step, train.max_steps)
-        if train.eval_every > 0 and (state.step % train.eval_every == 0 or last):
-            record |= _broadcast(evaluate(model, task, dev) if rank == 0 else None)
-            state.record_eval(record["dev_score"], train.early_stop_patience)
-            record |= {"best_dev_score": state.best_wer, "best_step": state.best_step}
-        if len(record) > 1:
-            metrics.write(record)
-        if "dev_score" in record or state.step % train.checkpoint_every == 0 or last:
-            record |= {"stopped": state.stopped}
-            _report(record, model, optimizer, scheduler, state, rank)
-            meter.restart()  # evaluation and checkpoint time is not training throughput
-        if last or state.stopped:
-            break
+    context = RayTrainContext()
+    rng = np.random.default_rng([options.train.seed, context.rank])
+
+    def epoch():
+        return stream_training_rows(options.data, context.rank, context.world_size, rng)
+
+    metrics_path = Path(config["metrics_path"])
+    fit(build_task(options), options.train, epoch, config["dev_rows"], context, metrics_path)
 
 
 def _log_progress() -> None:
-    """Send this module's progress lines to the worker's stderr, which Ray shows the driver.
+    """Send the loop's progress lines to the worker's stderr, which Ray shows the driver.
 
     A handler of its own: a Ray worker's root logger passes only warnings, and raising it
     would let every library in the worker log at INFO too.
     """
+    log = logging.getLogger(loop.__name__)
     if not log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -276,128 +255,42 @@ def _log_progress() -> None:
         log.propagate = False
 
 
-def _restore(model, optimizer, scheduler) -> TrainState:
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return TrainState()
-    with checkpoint.as_directory() as directory:
-        return load_checkpoint(Path(directory), model, optimizer, scheduler)
-
-
-def _report(record: dict, model, optimizer, scheduler, state: TrainState, rank: int) -> None:
-    """Checkpoint through ray.train.report: a barrier every worker calls; rank 0 saves."""
-    import ray.train
-
-    # checkpoints without a fresh dev score score worst, so num_to_keep deletes them first
-    metrics = {"dev_score": UNSCORED, **record}
-    if rank != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as directory:
-        save_checkpoint(Path(directory), model, optimizer, scheduler, state)
-        ray.train.report(
-            metrics,
-            checkpoint=ray.train.Checkpoint.from_directory(directory),
-            checkpoint_dir_name=f"checkpoint_{state.step:08d}",
-        )
-
-
-def _world() -> int:
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _broadcast(value: dict | None) -> dict:
-    """Rank 0's value on every worker, so all take the same early-stop and checkpoint path."""
-    if _world() > 1:
-        box = [value]
-        torch.distributed.broadcast_object_list(box, src=0)
-        value = box[0]
-    return value
-
-
-def _global_sum(values: list[float]) -> list[float]:
-    if _world() == 1:
-        return values
-    import ray.train.torch
-
-    tensor = torch.tensor(values, dtype=torch.float64, device=ray.train.torch.get_device())
-    torch.distributed.all_reduce(tensor)
-    return tensor.tolist()
-
-
-class Meter:
-    """Throughput and mean loss since the last progress line, summed over all workers."""
+class RayTrainContext:
+    """`fit` on a Ray Train worker: its rank, DDP placement, Ray Train's checkpoints."""
 
     def __init__(self):
-        self.restart()
-        self.first = time.perf_counter()
+        import ray.train
 
-    def restart(self) -> None:
-        self.since, self.samples, self.audio, self.losses = time.perf_counter(), 0, 0.0, []
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
 
-    def add(self, batch: list[dict], parts: dict[str, float]) -> None:
-        self.samples += len(batch)
-        self.audio += sum(r["duration"] for r in batch)
-        self.losses.append(parts)
+    def prepare(self, model):
+        import ray.train.torch
 
-    def flush(self, step: int, max_steps: int) -> dict[str, float]:
-        seconds = max(time.perf_counter() - self.since, 1e-9)
-        samples, audio = _global_sum([float(self.samples), self.audio])
-        keys = self.losses[0].keys() if self.losses else ()
-        out = {k: sum(p[k] for p in self.losses) / len(self.losses) for k in keys}
-        steps_per_s = len(self.losses) / seconds
-        out |= {
-            "samples_per_s": samples / seconds,
-            "audio_seconds_per_s": audio / seconds,
-            "eta_s": (max_steps - step) / max(steps_per_s, 1e-9),
-            "elapsed_s": time.perf_counter() - self.first,
-        }
-        self.restart()
-        return out
+        return ray.train.torch.prepare_model(model)
 
+    def restore(self, model, optimizer, scheduler) -> TrainState:
+        import ray.train
 
-class MetricsLog:
-    """`<out>/metrics.jsonl` and progress lines, written by worker 0 only.
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return TrainState()
+        with checkpoint.as_directory() as directory:
+            return load_checkpoint(Path(directory), model, optimizer, scheduler)
 
-    After a restore, lines past the restored step are dropped: those steps are trained
-    again and would otherwise appear twice.
-    """
+    def report(self, record: dict, save) -> None:
+        """Checkpoint through ray.train.report: a barrier every worker calls; rank 0 saves."""
+        import ray.train
 
-    def __init__(self, path: Path, active: bool):
-        self.path, self.active = path, active
-
-    def start(self, step: int, workers: int, rows: int) -> None:
-        if not self.active:
+        # checkpoints without a fresh dev score score worst, so num_to_keep deletes them first
+        metrics = {"dev_score": UNSCORED, **record}
+        if self.rank != 0:
+            ray.train.report(metrics)
             return
-        if self.path.exists():
-            lines = [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
-            kept = [x for x in lines if x.get("step", 0) <= step]
-            self.path.write_text("".join(json.dumps(x) + "\n" for x in kept))
-        log.info("training from step %d on %d workers (%d rows on worker 0)", step, workers, rows)
-        self.write({"event": "start", "step": step, "workers": workers})
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.active:
-            return
-        with self.path.open("a") as out:
-            out.write(json.dumps(record) + "\n")
-        if "loss" in record:
-            log.info(
-                "step %d loss %.4f  %.1f samples/s  %.1f audio-s/s  ETA %.0f s",
-                record["step"],
-                record["loss"],
-                record["samples_per_s"],
-                record["audio_seconds_per_s"],
-                record["eta_s"],
-            )
-        if "dev_score" in record:
-            log.info(
-                "step %d dev score %.4f (best %.4f at step %d)",
-                record["step"],
-                record["dev_score"],
-                record["best_dev_score"],
-                record["best_step"],
+        with tempfile.TemporaryDirectory() as directory:
+            save(Path(directory))
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(directory),
+                checkpoint_dir_name=f"checkpoint_{record['step']:08d}",
             )

@@ -1,7 +1,7 @@
 """`audiodistill eval` on Ray: each model scored by its own Ray tasks, utterances split over
 `workers` of them.
 
-The measuring code is audiodistill.evaluation's, unchanged: each task loads the model in a
+The measuring code is evaluation/measurement.py's, unchanged: each task loads the model in a
 fresh worker process (its peak memory is that model's), transcribes a contiguous share of the
 utterances one at a time, and the shares are joined in manifest order before scoring, so WER
 and hypotheses are those of a single process. RTF stays the single-stream cost per utterance;
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from audiodistill.config import ConfigError
-from audiodistill.evaluation import (
+from audiodistill.data.manifest import Utterance
+from audiodistill.evaluation.measurement import (
     EvalOptions,
     Measurements,
     ModelInfo,
@@ -25,7 +26,6 @@ from audiodistill.evaluation import (
     merge_measurements,
     write_results,
 )
-from audiodistill.manifest import Utterance
 
 
 def shares(utterances: Sequence[Utterance], workers: int) -> list[list[Utterance]]:
@@ -54,15 +54,15 @@ def _measure_on_ray(
 def run(options: EvalOptions) -> list[ModelReport] | dict:
     """Score every model (one after another, each over `workers` Ray tasks); write reports.
     With workers=1 no Ray is started: each model runs in a fresh local process. Codecs are
-    scored by audiodistill.codec_evaluation (in this process) and give its report dict."""
-    from audiodistill import codec_evaluation
-    from audiodistill.evaluation import run as run_locally
+    scored by audiodistill.codec.codec_report (in this process) and give its report dict."""
+    from audiodistill.codec import codec_report
+    from audiodistill.evaluation.measurement import run as run_locally
 
-    codecs = [codec_evaluation.is_codec(spec) for spec in options.models]
+    codecs = [codec_report.is_codec(spec) for spec in options.models]
     if any(codecs):
         if not all(codecs):
             raise ConfigError("eval: score codecs and speech recognizers in separate runs")
-        return codec_evaluation.run(options)
+        return codec_report.run(options)
     if options.workers <= 1:
         return run_locally(options)
     from pipelines.pseudo_label import init_ray

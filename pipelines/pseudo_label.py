@@ -1,7 +1,7 @@
 """Ray job: pseudo-label a corpus as a Ray Data stream, manifest to teacher to shard files.
 
   read      one task streams the manifest a piece at a time and emits its shards (shard k:
-            utterances [k * shard_size, (k + 1) * shard_size); see audiodistill/labelling.py
+            utterances [k * shard_size, (k + 1) * shard_size); see teachers/shard_labelling.py
             for what a grown or edited manifest does), a few thousand utterances per row
   decode    CPU tasks (`decoders` at once) pass on the shards already on disk as such and
             decode and resample the others' audio to 16 kHz float32, one shard per block; an
@@ -41,8 +41,10 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from audiodistill.config import save_config
+from audiodistill.data.label_store import finished_shards
+from audiodistill.data.manifest import iter_manifest
 from audiodistill.errors import DataError, UserError
-from audiodistill.labelling import (
+from audiodistill.teachers.shard_labelling import (
     PseudoLabelOptions,
     RunProgress,
     ShardResult,
@@ -53,8 +55,6 @@ from audiodistill.labelling import (
     summarize,
     write_plan,
 )
-from audiodistill.labels import finished_shards
-from audiodistill.manifest import iter_manifest
 
 log = logging.getLogger(__name__)
 

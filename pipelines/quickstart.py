@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from audiodistill.config import save_config, to_dict
-from audiodistill.distill import DistillOptions
-from audiodistill.evaluation import EvalOptions
-from audiodistill.labelling import PseudoLabelOptions
-from audiodistill.synth.corpus import SynthOptions
+from audiodistill.data.synth.corpus import SynthOptions
+from audiodistill.evaluation.measurement import EvalOptions
+from audiodistill.teachers.shard_labelling import PseudoLabelOptions
+from audiodistill.training.options import DistillOptions
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _real_labels(options: QuickstartOptions, pseudo_label) -> dict[str, Any]:
     """List `real` with a held-out test split, then pseudo-label all of it (the test split
     too: its labels are the reference agreement is scored against, and extra label runs'
     test rows are never trained on)."""
-    from audiodistill.manifest import ManifestOptions, split_manifest
+    from audiodistill.data.manifest import ManifestOptions, split_manifest
 
     counts = split_manifest(
         ManifestOptions(options.real, _real_manifest(options), 0.0, options.real_test_fraction)
@@ -115,7 +115,7 @@ def _lap(start: float) -> float:
 
 
 def _build_corpus_once(options: SynthOptions) -> None:
-    from audiodistill.synth.corpus import build_corpus
+    from audiodistill.data.synth.corpus import build_corpus
 
     saved = Path(options.out) / "synth_config.yaml"
     manifest = Path(options.out) / "manifest.jsonl"
@@ -141,7 +141,7 @@ def _distill_once(distill, options: DistillOptions) -> dict[str, Any]:
 
 
 def _evaluate(options: QuickstartOptions, models: list[str], manifest: str, name: str):
-    from audiodistill.evaluation import run as evaluate
+    from audiodistill.evaluation.measurement import run as evaluate
 
     eval_options = replace(
         options.eval, models=tuple(models), data=manifest, out=str(Path(options.out) / name)
@@ -158,7 +158,7 @@ def format_report(
     real_reports=(),
 ) -> str:
     """Markdown: pseudo-labelling, each student's training, then teacher vs students."""
-    from audiodistill.evaluation import markdown_table
+    from audiodistill.evaluation.measurement import markdown_table
 
     lines = [
         "# audiodistill quickstart (synthetic corpus: TTS speech"

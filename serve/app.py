@@ -5,7 +5,7 @@
                                                   '-- handle --> ModelDeployment "m2" (batched)
 
 The gateway owns everything per-client: request validation, live-stream sessions
-(audiodistill.online), limits and metrics. Model deployments are stateless and batch whole
+(audiodistill.online.streams), limits and metrics. Model deployments are stateless and batch whole
 clips across requests with `@serve.batch` (HTTP uploads, LocalAgreement decodes).
 
 Streaming students also run inside each gateway replica, batched across that replica's
@@ -30,16 +30,16 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from audiodistill.audio import SAMPLE_RATE, AudioError, AudioTooLong, load_audio
-from audiodistill.online import (
+from audiodistill.data.audio import SAMPLE_RATE, AudioError, AudioTooLong, load_audio
+from audiodistill.decoding.words import Word, shifted, words_text
+from audiodistill.online.served_model import ModelInfo, model_id
+from audiodistill.online.streams import (
     CtcEngine,
     LocalAgreementEngine,
     OnlineSession,
     Segment,
     clip_segments,
 )
-from audiodistill.serving import ModelInfo, model_id
-from audiodistill.words import Word, shifted, words_text
 from serve import formats, realtime, uploads
 from serve.formats import ApiError
 from serve.metrics import GatewayMetrics
@@ -70,7 +70,7 @@ class ModelDeployment:
     gather while this one computes."""
 
     def __init__(self, spec: str, options: DeploymentOptions):
-        from audiodistill.serving import ServedModel
+        from audiodistill.online.served_model import ServedModel
 
         self.model = ServedModel(spec, options.threads, options.chunk_ms)
         for lane in (self.transcribe, self.transcribe_long, self.transcribe_words):
@@ -130,7 +130,7 @@ class Gateway:
         streaming_specs: dict[str, str],
         options: ServeOptions,
     ):
-        from audiodistill.serving import ServedModel
+        from audiodistill.online.served_model import ServedModel
 
         deployment = options.deployment
         self.local = {  # streaming students, stepped here so stream state stays in-process
@@ -253,7 +253,7 @@ class Gateway:
             for task in texts:  # one failed: the others stop too
                 task.cancel()
         timed = [
-            formats.Segment(s.speech_start / SAMPLE_RATE, s.speech_end / SAMPLE_RATE, text, w)
+            formats.TimedText(s.speech_start / SAMPLE_RATE, s.speech_end / SAMPLE_RATE, text, w)
             for s, (text, w) in zip(segments, done, strict=True)
             if text
         ]
@@ -556,7 +556,7 @@ def _deployment_options(options: DeploymentOptions) -> dict:
 
 def build_app(options: ServeOptions):
     """The bound application: Gateway + one ModelDeployment per model in options.models."""
-    from audiodistill.serving import is_streaming_student
+    from audiodistill.online.served_model import is_streaming_student
 
     ids = [model_id(spec) for spec in options.models]
     if len(set(ids)) != len(ids) or not ids:

@@ -6,13 +6,15 @@ from dataclasses import dataclass
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from audiodistill.words import Word
+from audiodistill.decoding.words import Word
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 
 
 @dataclass
-class Segment:
+class TimedText:
+    """A piece of a transcript with its times: a response segment or a subtitle cue."""
+
     start: float  # seconds
     end: float
     text: str
@@ -28,7 +30,7 @@ def _clock(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
 
 
-def srt(segments: list[Segment]) -> str:
+def srt(segments: list[TimedText]) -> str:
     blocks = [
         f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
         for i, s in enumerate(segments, start=1)
@@ -36,13 +38,13 @@ def srt(segments: list[Segment]) -> str:
     return "\n".join(blocks)
 
 
-def vtt(segments: list[Segment]) -> str:
+def vtt(segments: list[TimedText]) -> str:
     blocks = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in segments]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
 def verbose_json(
-    segments: list[Segment], duration: float, language: str, words: bool = False
+    segments: list[TimedText], duration: float, language: str, words: bool = False
 ) -> dict:
     body = {
         "task": "transcribe",
@@ -59,9 +61,9 @@ def verbose_json(
     return body
 
 
-def word_cues(segments: list[Segment]) -> list[Segment]:
+def word_cues(segments: list[TimedText]) -> list[TimedText]:
     """One cue per word (srt and vtt with word timestamps asked for)."""
-    return [Segment(w.start, w.end, w.text) for s in segments for w in s.words or ()]
+    return [TimedText(w.start, w.end, w.text) for s in segments for w in s.words or ()]
 
 
 class ApiError(Exception):
@@ -74,7 +76,7 @@ class ApiError(Exception):
 
 def render(
     response_format: str,
-    segments: list[Segment],
+    segments: list[TimedText],
     duration: float,
     language: str,
     words: bool = False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from audiodistill.online import OnlineOptions
+from audiodistill.online.streams import OnlineOptions
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from audiodistill.audio import SAMPLE_RATE
+from audiodistill.data.audio import SAMPLE_RATE
 
 # WebSocket close codes (RFC 6455, section 7.4.1) the server uses, with a reason string
 CLOSE_NORMAL = 1000  # the stream ended and every event was sent

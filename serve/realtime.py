@@ -33,10 +33,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from audiodistill.audio import SAMPLE_RATE
-from audiodistill.online import Engine, Event, OnlineOptions, OnlineSession
-from audiodistill.serving import ModelInfo
-from audiodistill.words import Word
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.decoding.words import Word
+from audiodistill.online.served_model import ModelInfo
+from audiodistill.online.streams import Engine, Event, OnlineOptions, OnlineSession
 from serve.formats import ApiError
 from serve.metrics import GatewayMetrics
 from serve.options import LimitOptions

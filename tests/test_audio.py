@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiodistill.audio import SAMPLE_RATE, AudioError, AudioTooLong, load_audio
+from audiodistill.data.audio import SAMPLE_RATE, AudioError, AudioTooLong, load_audio
 
 
 def _tone(rate, seconds=0.5, channels=1):

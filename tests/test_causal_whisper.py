@@ -15,7 +15,7 @@ from audiodistill.students.causal_whisper import (
     from_teacher,
     sinusoids,
 )
-from audiodistill.students.features import log_mel
+from audiodistill.students.log_mel import log_mel
 from audiodistill.students.streaming import (
     StreamingRecognizer,
     frames_per_chunk,
@@ -203,8 +203,9 @@ def test_config_rejects_chunks_off_the_20_ms_grid():
 def test_trained_for_a_few_steps_it_streams_the_whole_utterance_text(speech):
     """From the teacher, 30 steps on two clips start to teach it their words; streamed chunk
     by chunk in pieces of any size it then gives exactly the whole-utterance text."""
-    from audiodistill.distill import TrainOptions, make_optimizer, train_step
     from audiodistill.students.streaming_task import StreamingOptions, StreamingTask
+    from audiodistill.training.loop import make_optimizer, train_step
+    from audiodistill.training.options import TrainOptions
 
     sentences, clips = speech
     rows = [

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from audiodistill.metrics import normalize_text
+from audiodistill.evaluation.wer import normalize_text
 from audiodistill.students.tokenizer import BLANK, CharTokenizer, spoken_form
 
 SPOKEN = [

@@ -11,17 +11,13 @@ import pytest
 import torch
 
 import audiodistill
-from audiodistill import codec_metrics
-from audiodistill.codec_families import DacFamily, MimiFamily
-from audiodistill.distill import (
-    TrainOptions,
-    evaluate,
-    make_optimizer,
-    train_step,
-)
-from audiodistill.students.codec import CodecModel, CodecOptions, CodecTask
+from audiodistill.codec import quality
+from audiodistill.codec.families import DacFamily, MimiFamily
+from audiodistill.students.codec_student import CodecModel, CodecOptions, CodecTask
 from audiodistill.teachers import TeacherOptions, build_teacher
 from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip, training_rows
+from audiodistill.training.loop import evaluate, make_optimizer, train_step
+from audiodistill.training.options import TrainOptions
 
 # bitrate of each tiny teacher: 2 codebooks x 6 bits x frame rate (DAC 50 Hz, Mimi 12.5 Hz)
 BITRATE = {"dac": 600.0, "mimi": 150.0}
@@ -92,7 +88,7 @@ def test_student_trains_from_the_teachers_frozen_quantizer(teacher_dirs, labels,
     torch.manual_seed(0)
     model = task.build()
     teacher = task.teacher.model
-    assert codec_metrics.parameters(model) < 0.5 * codec_metrics.parameters(teacher)
+    assert quality.parameters(model) < 0.5 * quality.parameters(teacher)
     theirs = teacher.quantizer.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in model.codec.quantizer.state_dict().items())
     assert not any(p.requires_grad for p in model.codec.quantizer.parameters())
@@ -155,7 +151,7 @@ def test_what_dac_and_mimi_students_refuse(teacher_dirs):
 @pytest.mark.parametrize("family", ["dac", "mimi"])
 def test_eval_command_scores_a_student_against_its_teacher(teacher_dirs, labels, family, tmp_path):
     from audiodistill.cli import main
-    from audiodistill.manifest import Utterance, write_manifest
+    from audiodistill.data.manifest import Utterance, write_manifest
 
     task = _task(teacher_dirs[family])
     task.save(task.build().eval(), tmp_path / "student" / "model")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from audiodistill.codec_families import EncodecFamily
-from audiodistill.students.codec import CodecOptions, CodecTask
+from audiodistill.codec.families import EncodecFamily
 from audiodistill.students.codec_pruning import prune_into
+from audiodistill.students.codec_student import CodecOptions, CodecTask
 from audiodistill.testing.codecs import tiny_codec_config
 
 

@@ -13,23 +13,17 @@ import torch
 from torch.nn.utils import parametrize
 
 import audiodistill
-from audiodistill import codec_losses, codec_metrics
-from audiodistill.audio import SAMPLE_RATE
+from audiodistill.codec import losses, quality
 from audiodistill.config import load_config
-from audiodistill.distill import (
-    DataOptions,
-    DistillOptions,
-    TrainOptions,
-    evaluate,
-    load_training_rows,
-    make_optimizer,
-    train_step,
-)
-from audiodistill.manifest import Utterance
-from audiodistill.students.codec import CodecModel, CodecOptions, CodecTask
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.data.manifest import Utterance
+from audiodistill.students.codec_student import CodecModel, CodecOptions, CodecTask
 from audiodistill.students.registry import build_task
 from audiodistill.teachers import TeacherOptions, build_teacher
 from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip, training_rows
+from audiodistill.training.label_rows import load_training_rows
+from audiodistill.training.loop import evaluate, make_optimizer, train_step
+from audiodistill.training.options import DataOptions, DistillOptions, TrainOptions
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +55,8 @@ def test_latent_mse_ignores_padding():
     student = teacher.clone()
     student[1, :, 3:] += 100.0  # padding frames of the second item
     mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
-    assert codec_losses.latent_mse(student, teacher, mask) == 0.0
-    assert codec_losses.latent_mse(student + 1.0, teacher, mask) == pytest.approx(1.0)
+    assert losses.latent_mse(student, teacher, mask) == 0.0
+    assert losses.latent_mse(student + 1.0, teacher, mask) == pytest.approx(1.0)
 
 
 def test_code_logits_pick_what_the_residual_quantizer_picks(teacher_dir):
@@ -74,12 +68,12 @@ def test_code_logits_pick_what_the_residual_quantizer_picks(teacher_dir):
         latents = model.encoder(torch.from_numpy(clip)[None, None])
         codes = model.quantizer.encode(latents).transpose(0, 1)  # [1, n_q, T]
     codebooks = torch.stack([layer.codebook.embed for layer in model.quantizer.layers])
-    logits = codec_losses.residual_code_logits(latents, codebooks, codes)
+    logits = losses.residual_code_logits(latents, codebooks, codes)
     assert logits.shape == (1, 2, codes.shape[2], 64)
     assert torch.equal(logits.argmax(-1), codes)  # teacher forcing on its own codes
     mask = torch.ones(1, codes.shape[2], dtype=torch.bool)
-    sure = codec_losses.code_cross_entropy(logits * 100, codes, mask)
-    wrong = codec_losses.code_cross_entropy(logits * 100, (codes + 1) % 64, mask)
+    sure = losses.code_cross_entropy(logits * 100, codes, mask)
+    wrong = losses.code_cross_entropy(logits * 100, (codes + 1) % 64, mask)
     assert sure < 0.5 * math.log(64) < wrong  # near-duplicate entries keep "sure" above 0
 
 
@@ -89,8 +83,8 @@ def test_spectral_loss_is_zero_on_a_match_and_ignores_padding():
     mask[1, 4000:] = False
     estimate = target.clone()
     estimate[1, 4000:] = torch.randn(2000)  # differs only on padding
-    assert codec_losses.multi_resolution_spectral_loss(estimate, target, mask, 24_000) == 0.0
-    louder = codec_losses.multi_resolution_spectral_loss(2 * target, target, mask, 24_000)
+    assert losses.multi_resolution_spectral_loss(estimate, target, mask, 24_000) == 0.0
+    louder = losses.multi_resolution_spectral_loss(2 * target, target, mask, 24_000)
     assert louder > 0.5  # log magnitudes differ by log 2 where there is signal
 
 
@@ -102,10 +96,10 @@ def test_si_sdr_matches_a_known_snr_and_ignores_scale():
     signal = rng.standard_normal(SAMPLE_RATE)
     noise = rng.standard_normal(SAMPLE_RATE)
     noise *= np.sqrt(np.sum(signal**2) / np.sum(noise**2) / 10 ** (10 / 10))  # 10 dB SNR
-    assert codec_metrics.si_sdr(signal, signal) > 100
-    assert codec_metrics.si_sdr(signal, signal + noise) == pytest.approx(10.0, abs=0.3)
-    assert codec_metrics.si_sdr(signal, 0.5 * (signal + noise)) == pytest.approx(
-        codec_metrics.si_sdr(signal, signal + noise)
+    assert quality.si_sdr(signal, signal) > 100
+    assert quality.si_sdr(signal, signal + noise) == pytest.approx(10.0, abs=0.3)
+    assert quality.si_sdr(signal, 0.5 * (signal + noise)) == pytest.approx(
+        quality.si_sdr(signal, signal + noise)
     )
 
 
@@ -113,25 +107,25 @@ def test_stoi_and_mel_distance_rank_clean_above_noisy():
     rng = np.random.default_rng(0)
     speechlike = np.concatenate([tone_clip(i, rng) for i in range(6)]).astype(np.float64)
     noisy = speechlike + 0.3 * rng.standard_normal(len(speechlike))
-    assert codec_metrics.stoi(speechlike, speechlike) == pytest.approx(1.0, abs=1e-6)
-    assert codec_metrics.stoi(speechlike, noisy) < 0.9
-    assert codec_metrics.mel_distance(speechlike, speechlike) == 0.0
-    assert codec_metrics.mel_distance(speechlike, noisy) > 0.5
+    assert quality.stoi(speechlike, speechlike) == pytest.approx(1.0, abs=1e-6)
+    assert quality.stoi(speechlike, noisy) < 0.9
+    assert quality.mel_distance(speechlike, speechlike) == 0.0
+    assert quality.mel_distance(speechlike, noisy) > 0.5
     longer = np.concatenate([speechlike, np.zeros(300)])  # a codec's whole-frame padding
-    assert codec_metrics.mel_distance(speechlike, longer) == 0.0
+    assert quality.mel_distance(speechlike, longer) == 0.0
 
 
 def test_bitrate_agreement_parameters_and_rtf():
-    assert codec_metrics.bitrate(8, 1024, 75.0) == 6000.0  # EnCodec 24 kHz at 6 kbps
+    assert quality.bitrate(8, 1024, 75.0) == 6000.0  # EnCodec 24 kHz at 6 kbps
     codes = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     other = codes.copy()
     other[1, :2] = 0
-    assert codec_metrics.code_agreement(codes, other) == 0.75
-    assert codec_metrics.code_agreement(codes, other[:, :2]) == 0.5  # common frames only
-    assert codec_metrics.parameters(torch.nn.Linear(3, 2)) == 8
+    assert quality.code_agreement(codes, other) == 0.75
+    assert quality.code_agreement(codes, other[:, :2]) == 0.5  # common frames only
+    assert quality.parameters(torch.nn.Linear(3, 2)) == 8
     threads = torch.get_num_threads()
     clips = [np.zeros(SAMPLE_RATE, np.float32)]
-    fast, slow = codec_metrics.roundtrip_rtfs([lambda a: a * 2, lambda a: np.sort(a * 2)], clips)
+    fast, slow = quality.roundtrip_rtfs([lambda a: a * 2, lambda a: np.sort(a * 2)], clips)
     assert 0 < fast < slow < 0.1 and torch.get_num_threads() == threads
 
 
@@ -162,7 +156,7 @@ def test_student_is_smaller_and_starts_from_the_teachers_codebooks(teacher_dir):
     task = _task(teacher_dir)
     model = task.build()
     teacher = task.teacher.model
-    assert codec_metrics.parameters(model) < 0.3 * codec_metrics.parameters(teacher)
+    assert quality.parameters(model) < 0.3 * quality.parameters(teacher)
     def codebooks(codec):
         return torch.stack([layer.codebook.embed for layer in codec.quantizer.layers])
 
@@ -261,8 +255,8 @@ def test_codec_student_runs_through_the_ray_job(teacher_dir, labels_dir, tmp_pat
 def test_score_compares_a_codec_with_its_teacher(teacher_dir, rows):
     teacher = CodecModel.from_pretrained(teacher_dir)
     audios = [r["audio"] for r in rows[1]]
-    alone = codec_metrics.score(teacher, audios)
-    against_itself = codec_metrics.score(teacher, audios, teacher)
+    alone = quality.score(teacher, audios)
+    against_itself = quality.score(teacher, audios, teacher)
     assert set(alone) == {"mel_distance", "si_sdr", "stoi", "bitrate", "parameters"}
     assert against_itself["code_agreement"] == 1.0
     assert against_itself["teacher_decoded_mel_distance"] == pytest.approx(alone["mel_distance"])
@@ -271,7 +265,7 @@ def test_score_compares_a_codec_with_its_teacher(teacher_dir, rows):
 
 def test_eval_command_scores_codecs_against_the_first(teacher_dir, labels_dir, tmp_path):
     from audiodistill.cli import main
-    from audiodistill.manifest import write_manifest
+    from audiodistill.data.manifest import write_manifest
 
     options = load_config(
         DistillOptions,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiodistill.audio import SAMPLE_RATE, resample
+from audiodistill.data.audio import SAMPLE_RATE, resample
 from audiodistill.teachers import CodecTeacher, TeacherOptions, build_teacher
 from audiodistill.testing.codecs import FAMILIES, save_tiny_codec
 
@@ -128,10 +128,10 @@ def test_pseudo_label_job_stores_codes_once_per_id_and_resumes(codec_dirs, tmp_p
     """The real Ray job with a codec teacher: a row per id, codes readable, rerun skips."""
     import ray
 
-    from audiodistill.audio import save_wav
-    from audiodistill.labelling import PseudoLabelOptions
-    from audiodistill.labels import codec_arrays, finished_shards, read_labels, shard_path
-    from audiodistill.manifest import Utterance, write_manifest
+    from audiodistill.data.audio import save_wav
+    from audiodistill.data.label_store import codec_arrays, finished_shards, read_labels, shard_path
+    from audiodistill.data.manifest import Utterance, write_manifest
+    from audiodistill.teachers.shard_labelling import PseudoLabelOptions
     from pipelines.pseudo_label import run
 
     utts = []

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from audiodistill.config import ConfigError
-from audiodistill.ctc_decoding import (
+from audiodistill.decoding.ctc_decoder import (
     LM_FILE,
     BeamDecoder,
     DecodingOptions,

@@ -12,29 +12,25 @@ import torch
 
 import audiodistill
 from audiodistill.config import ConfigError, load_config, save_config
-from audiodistill.distill import (
-    DataError,
-    DataOptions,
-    DistillOptions,
-    TrainOptions,
+from audiodistill.data.label_filters import FilterOptions
+from audiodistill.data.label_store import SCHEMA, read_labels, shard_path
+from audiodistill.errors import DataError
+from audiodistill.students.fake_student import FakeStudentTask, make_tone_labels
+from audiodistill.students.registry import build_task
+from audiodistill.training.label_rows import load_training_rows, training_row, with_audio
+from audiodistill.training.loop import (
     TrainState,
     batch_stream,
     bucket_batches,
     evaluate,
     export_checkpoint,
     load_checkpoint,
-    load_training_rows,
     lr_factor,
     make_optimizer,
     save_checkpoint,
     train_step,
-    training_row,
-    with_audio,
 )
-from audiodistill.filters import FilterOptions
-from audiodistill.labels import SCHEMA, read_labels, shard_path
-from audiodistill.students.fake import FakeStudentTask, make_tone_labels
-from audiodistill.students.registry import build_task
+from audiodistill.training.options import DataOptions, DistillOptions, TrainOptions
 from pipelines.distill import prepare
 
 
@@ -96,11 +92,29 @@ def test_fixed_batch_size_and_endless_stream(records):
     train, _ = records
     batches = bucket_batches(train, 1.0, np.random.default_rng(0), batch_size=8)
     assert [len(b) for b in batches] == [8] * 12
-    stream = batch_stream(train, 1.0, np.random.default_rng(0), batch_size=16)
+    stream = batch_stream(lambda: train, 1.0, np.random.default_rng(0), batch_size=16)
     batches = [next(stream) for _ in range(15)]  # 6 batches an epoch: 2.5 epochs
     assert all(len(b) == 16 and isinstance(b[0]["audio"], np.ndarray) for b in batches)
     with pytest.raises(ValueError, match="no training rows"):
-        next(batch_stream([], 1.0, np.random.default_rng(0), None))
+        next(batch_stream(lambda: [], 1.0, np.random.default_rng(0), None))
+
+
+def test_a_streamed_epoch_is_read_a_window_at_a_time(records):
+    """A worker holds one window of rows, not its share of the corpus: the first batch comes
+    after `window` rows were read, and every row still trains once an epoch."""
+    train, _ = records
+    pulled = []
+
+    def epoch():
+        for row in train:
+            pulled.append(row["id"])
+            yield row
+
+    stream = batch_stream(epoch, 1.0, np.random.default_rng(0), batch_size=4, window=16)
+    first = next(stream)
+    assert len(pulled) == 16 and {r["id"] for r in first} <= set(pulled)
+    epoch = [first, *(next(stream) for _ in range(len(train) // 4 - 1))]
+    assert sorted(r["id"] for b in epoch for r in b) == sorted(r["id"] for r in train)
 
 
 # --- data prep and its errors ---------------------------------------------------------------

@@ -12,8 +12,8 @@ import pytest
 
 import audiodistill
 from audiodistill.config import load_config
-from audiodistill.distill import DistillOptions
-from audiodistill.students.fake import make_tone_labels
+from audiodistill.students.fake_student import make_tone_labels
+from audiodistill.training.options import DistillOptions
 from pipelines.distill import run
 
 pytestmark = pytest.mark.integration

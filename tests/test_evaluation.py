@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiodistill.audio import SAMPLE_RATE
 from audiodistill.cli import main
-from audiodistill.evaluation import (
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.data.manifest import Utterance, read_manifest
+from audiodistill.evaluation.measurement import (
     EvalModel,
     EvalOptions,
     data_label,
@@ -18,8 +19,7 @@ from audiodistill.evaluation import (
     evaluate,
     load_eval_model,
 )
-from audiodistill.manifest import Utterance, read_manifest
-from audiodistill.metrics import normalize_text
+from audiodistill.evaluation.wer import normalize_text
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,8 @@ def test_unknown_model_spec_is_a_clear_error(tmp_path):
 
 
 def test_eval_command_scores_teacher_and_student(manifest, tmp_path, capsys):
-    from audiodistill.distill import DistillOptions
     from audiodistill.students.registry import build_task
+    from audiodistill.training.options import DistillOptions
 
     task = build_task(DistillOptions(student="fake"))
     task.save(task.build(), tmp_path / "fake-student")
@@ -118,8 +118,8 @@ def test_eval_command_scores_teacher_and_student(manifest, tmp_path, capsys):
 def test_recordings_without_transcripts_score_agreement_with_the_first_model(
     manifest, tmp_path, capsys
 ):
-    from audiodistill.distill import DistillOptions
     from audiodistill.students.registry import build_task
+    from audiodistill.training.options import DistillOptions
 
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     untranscribed = manifest.parent / "untranscribed.jsonl"
@@ -192,7 +192,7 @@ def test_streaming_student_gets_chunk_and_final_latencies(manifest, streaming_st
 @pytest.fixture(scope="module")
 def local_run(manifest, streaming_student, tmp_path_factory):
     """The streaming student scored by `run`: a fresh local process, no Ray."""
-    from audiodistill.evaluation import run
+    from audiodistill.evaluation.measurement import run
 
     out = tmp_path_factory.mktemp("local_eval")
     run(EvalOptions(models=(streaming_student,), data=str(manifest), out=str(out)))
@@ -229,7 +229,7 @@ def test_ray_shards_give_the_same_hypotheses_and_wer(
 
 def test_eval_refuses_a_manifest_without_references(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
-    from audiodistill.evaluation import EvalOptions, run
+    from audiodistill.evaluation.measurement import EvalOptions, run
 
     with pytest.raises(ValueError, match="needs a transcript on every row"):
         run(EvalOptions(data=str(tmp_path), split=None, reference="text", out=str(tmp_path)))

@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from audiodistill.audio import SAMPLE_RATE, resample, save_wav
-from audiodistill.bench import BenchOptions, bench_audio, run_bench
 from audiodistill.cli import main
-from audiodistill.ctc_decoding import LM_FILE, DecodingOptions, fit_char_lm
+from audiodistill.data.audio import SAMPLE_RATE, resample, save_wav
+from audiodistill.decoding.ctc_decoder import LM_FILE, DecodingOptions, fit_char_lm
 from audiodistill.edge.recognizer import load_onnx_model
 from audiodistill.errors import ModelError
-from audiodistill.export import export_onnx
-from audiodistill.metrics import wer
+from audiodistill.evaluation.edge_bench import BenchOptions, bench_audio, run_bench
+from audiodistill.evaluation.wer import wer
+from audiodistill.export.exporter import export_onnx
 from audiodistill.students.streaming import (
     StreamingConfig,
     StreamingEncoder,
@@ -351,9 +351,9 @@ def test_whisper_encoder_and_cached_decoder_match_pytorch(whisper_export):
 
 
 def test_whisper_onnx_greedy_tokens_equal_pytorch(whisper_export):
+    from audiodistill.decoding.whisper_greedy import greedy_decode, prompt_ids
     from audiodistill.edge.whisper import OnnxWhisper
     from audiodistill.students.whisper_distil import encode
-    from audiodistill.whisper_decode import greedy_decode, prompt_ids
 
     model, out = whisper_export
     generation = model.generation_config
@@ -385,9 +385,9 @@ def test_whisper_onnx_fills_the_window_like_pytorch(whisper_export, tmp_path):
 
     from transformers import WhisperFeatureExtractor
 
+    from audiodistill.decoding.whisper_greedy import greedy_decode, prompt_ids
     from audiodistill.edge.whisper import OnnxWhisper
     from audiodistill.students.whisper_distil import encode, fill, silence_states
-    from audiodistill.whisper_decode import greedy_decode, prompt_ids
 
     model, out = whisper_export
     filled_dir = shutil.copytree(out, tmp_path / "filled")
@@ -472,7 +472,7 @@ def test_whisper_distil_onnx_transcribes_like_pytorch(
 
 def test_eval_and_serving_load_an_export_directory(each_export):
     """A released student is its ONNX export: eval scores it through the edge runtime."""
-    from audiodistill.evaluation import load_eval_model
+    from audiodistill.evaluation.measurement import load_eval_model
 
     _, out = each_export
     model = load_eval_model(str(out))
@@ -485,7 +485,7 @@ def test_eval_and_serving_load_an_export_directory(each_export):
 
 
 def test_an_int8_only_export_is_what_a_release_ships(tmp_path):
-    from audiodistill.export import ExportOptions, run
+    from audiodistill.export.exporter import ExportOptions, run
 
     student = save_untrained_streaming_student(tmp_path / "student", architecture="whisper")
     summary = run(ExportOptions(student, int8=True, keep_fp32=False, out=str(tmp_path / "rel")))

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from audiodistill.filters import FilterOptions, apply_filters, drop_reasons
+from audiodistill.data.label_filters import FilterOptions, apply_filters, drop_reasons
 
 
 def _labels():

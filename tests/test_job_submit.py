@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import requests
 
-from audiodistill.audio import SAMPLE_RATE, save_wav
-from audiodistill.labels import read_labels
-from audiodistill.manifest import Utterance, write_manifest
+from audiodistill.data.audio import SAMPLE_RATE, save_wav
+from audiodistill.data.label_store import read_labels
+from audiodistill.data.manifest import Utterance, write_manifest
 from audiodistill.testing.loopback import free_port
 
 # a head node starts and its job agent comes up: 2-7 minutes on 2 busy cores, so not in CI

@@ -22,7 +22,8 @@ import importlib, pkgutil
 import audiodistill.edge
 for m in pkgutil.walk_packages(audiodistill.edge.__path__, "audiodistill.edge."):
     importlib.import_module(m.name)
-for name in ("audiodistill.bench", "audiodistill.client", "audiodistill.cli"):
+for name in ("audiodistill.evaluation.edge_bench", "audiodistill.online.client",
+             "audiodistill.cli"):
     importlib.import_module(name)
 print("ok")
 """

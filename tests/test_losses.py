@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from audiodistill.losses import (
+from audiodistill.training.kd_losses import (
     FullDistillationLoss,
     HiddenStateLoss,
     TokenCrossEntropyLoss,

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audiodistill.audio import save_wav
-from audiodistill.manifest import ManifestError, Utterance, read_manifest, write_manifest
+from audiodistill.data.audio import save_wav
+from audiodistill.data.manifest import ManifestError, Utterance, read_manifest, write_manifest
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_saved_hf_dataset_keeps_audio_encoded(tmp_path):
 
     import soundfile as sf
 
-    from audiodistill.audio import load_audio
+    from audiodistill.data.audio import load_audio
 
     buf = io.BytesIO()
     sf.write(buf, np.zeros(8000, dtype=np.float32), 16000, format="WAV")
@@ -93,7 +93,7 @@ def test_saved_hf_dataset_keeps_audio_encoded(tmp_path):
 
 
 def test_assign_splits_is_stable_per_id_and_keeps_given_splits():
-    from audiodistill.manifest import assign_splits
+    from audiodistill.data.manifest import assign_splits
 
     corpus = [Utterance(f"spk{i}/utt", f"/{i}.wav") for i in range(400)]
     corpus.append(Utterance("given", "/g.wav", split="train"))

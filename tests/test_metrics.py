@@ -1,6 +1,6 @@
 import pytest
 
-from audiodistill.metrics import (
+from audiodistill.evaluation.wer import (
     cer,
     corpus_wer,
     normalize_text,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from audiodistill.metrics import wer
+from audiodistill.evaluation.wer import wer
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 RELEASED = sorted(p for p in MODELS.glob("*") if (p / "config.json").is_file())
@@ -18,7 +18,7 @@ def test_something_is_released():
 
 @pytest.mark.parametrize("path", RELEASED, ids=lambda p: p.name)
 def test_released_student_is_small_carded_and_transcribes(path, speech):
-    from audiodistill.evaluation import load_eval_model
+    from audiodistill.evaluation.measurement import load_eval_model
 
     assert sum(f.stat().st_size for f in path.iterdir()) <= MAX_BYTES
     card = (path / "README.md").read_text()

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from audiodistill.ngram import BOS, EOS, UNK, NgramLM, fit_kneser_ney
+from audiodistill.decoding.ngram_lm import BOS, EOS, UNK, NgramLM, fit_kneser_ney
 
 SENTENCES = [list("the|cat"), list("the|dog"), list("a|cat|sat")]
 

@@ -5,8 +5,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from audiodistill.audio import SAMPLE_RATE
-from audiodistill.online import (
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.online.streams import (
     CtcEngine,
     LocalAgreementEngine,
     OnlineOptions,
@@ -14,9 +14,9 @@ from audiodistill.online import (
     agreed_prefix,
     clip_segments,
 )
+from audiodistill.online.vad import EnergyVad, VadOptions
 from audiodistill.students.streaming import chunk_queue, load_student, step_streams
 from audiodistill.testing.dummies import save_untrained_streaming_student
-from audiodistill.vad import EnergyVad, VadOptions
 
 
 def _silence(seconds: float) -> np.ndarray:

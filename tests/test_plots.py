@@ -5,8 +5,8 @@ import shlex
 import struct
 
 from audiodistill.cli import main
-from audiodistill.plots import CDF_FILE, write_plots
-from audiodistill.results import ResultsOptions, results_command
+from audiodistill.evaluation.plots import CDF_FILE, write_plots
+from audiodistill.evaluation.results_page import ResultsOptions, results_command
 
 LABEL = "synthetic speech (TTS), not real recordings"
 

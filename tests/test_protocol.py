@@ -67,7 +67,7 @@ def test_nan_audio_is_refused():
 
 
 def test_subtitle_formats():
-    segments = [formats.Segment(0.5, 2.25, "hello there"), formats.Segment(3661.0, 3662.5, "x")]
+    segments = [formats.TimedText(0.5, 2.25, "hello there"), formats.TimedText(3661.0, 3662.5, "x")]
     assert formats.srt(segments) == (
         "1\n00:00:00,500 --> 00:00:02,250\nhello there\n\n2\n01:01:01,000 --> 01:01:02,500\nx\n"
     )

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audiodistill.audio import SAMPLE_RATE, save_wav
-from audiodistill.labelling import PlanMismatchError, PseudoLabelOptions, iter_shards
-from audiodistill.labels import finished_shards, read_labels, shard_path
-from audiodistill.manifest import ManifestError, Utterance, read_manifest, write_manifest
+from audiodistill.data.audio import SAMPLE_RATE, save_wav
+from audiodistill.data.label_store import finished_shards, read_labels, shard_path
+from audiodistill.data.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from audiodistill.teachers import TeacherOptions
+from audiodistill.teachers.shard_labelling import PlanMismatchError, PseudoLabelOptions, iter_shards
 from pipelines.pseudo_label import run, shard_attempts
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 import torch
 
-from audiodistill.repetition import LOOP_REPEATS, loop_excess, without_loop
-from audiodistill.whisper_decode import Decoded, _end_loops
+from audiodistill.decoding.repetition import LOOP_REPEATS, loop_excess, without_loop
+from audiodistill.decoding.whisper_greedy import Decoded, _end_loops
 
 
 def test_a_block_repeated_four_times_is_cut_to_its_first_copy():

@@ -10,7 +10,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from audiodistill.audio import SAMPLE_RATE
+from audiodistill.data.audio import SAMPLE_RATE
 from audiodistill.edge.recognizer import load_onnx_model
 from audiodistill.testing.loopback import exchange, free_port, wav_bytes, ws_url
 
@@ -25,7 +25,7 @@ def server(tmp_path_factory):
     import ray
     from ray import serve as ray_serve
 
-    from audiodistill.export import export_onnx
+    from audiodistill.export.exporter import export_onnx
     from audiodistill.testing.dummies import save_untrained_streaming_student
     from serve.app import start
     from serve.options import LimitOptions, ServeOptions
@@ -191,7 +191,7 @@ def test_prompt_guides_whisper_models_and_is_ignored_by_ctc(server):
 
 @pytest.mark.parametrize("model", ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx"])
 def test_stream_finals_equal_the_offline_transcript(server, offline, model):
-    from audiodistill.client import stream_audio
+    from audiodistill.online.client import stream_audio
 
     url = server[0]
     clip, expected = offline
@@ -204,7 +204,7 @@ def test_stream_finals_equal_the_offline_transcript(server, offline, model):
 
 def test_fast_client_is_served_within_the_flow_control_window(server, speech):
     """A client sending 40 s of audio flat out is served, never more than a window ahead."""
-    from audiodistill.client import stream_audio
+    from audiodistill.online.client import stream_audio
 
     url = server[0]
     pause = np.zeros(SAMPLE_RATE // 2, np.float32)
@@ -314,7 +314,7 @@ def _http_bad_inputs(url, clip) -> dict:
 
 
 def test_bad_input_fails_alone_while_a_healthy_stream_finishes(server, offline):
-    from audiodistill.client import stream_audio
+    from audiodistill.online.client import stream_audio
 
     url = server[0]
     clip, expected = offline

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from audiodistill.audio import SAMPLE_RATE
+from audiodistill.data.audio import SAMPLE_RATE
 from audiodistill.testing.loopback import exchange, free_port, raw_post, wav_bytes, ws_url
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def server():
     import ray
     from ray import serve as ray_serve
 
-    from audiodistill.online import OnlineOptions
+    from audiodistill.online.streams import OnlineOptions
     from serve.app import start
     from serve.options import LimitOptions, ServeOptions
 
@@ -83,7 +83,7 @@ def long_file(speech):
 def healthy(url, long_file):
     """A live stream at real-time pace (30 s of speech) running beside the hostile tests
     that ask for it; `test_the_healthy_stream_beside_them_was_served_whole` checks it."""
-    from audiodistill.client import stream_audio
+    from audiodistill.online.client import stream_audio
 
     audio = long_file[0][: 30 * SAMPLE_RATE]
     result: dict = {}
@@ -103,7 +103,7 @@ def _post(url, data: bytes, name="a.wav", headers=AUTH, **fields):
 
 
 def test_a_long_file_gives_the_same_text_over_http_and_a_stream(url, long_file):
-    from audiodistill.client import stream_audio
+    from audiodistill.online.client import stream_audio
 
     audio, clips = long_file
     upload = wav_bytes(audio)

@@ -13,7 +13,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from audiodistill.audio import SAMPLE_RATE
+from audiodistill.data.audio import SAMPLE_RATE
 from audiodistill.testing.loopback import free_port
 
 pytestmark = pytest.mark.integration

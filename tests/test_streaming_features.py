@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiodistill.students.features import (
+from audiodistill.students.log_mel import (
     HOP_LENGTH,
     LOG_MEL_MEAN,
     LOG_MEL_STD,

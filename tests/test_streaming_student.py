@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from audiodistill.ctc_decoding import BeamDecoder, GreedyDecoder, fit_char_lm
+from audiodistill.decoding.ctc_decoder import BeamDecoder, GreedyDecoder, fit_char_lm
 from audiodistill.students import streaming
-from audiodistill.students.features import log_mel
+from audiodistill.students.log_mel import log_mel
 from audiodistill.students.streaming import (
     StreamingConfig,
     StreamingEncoder,

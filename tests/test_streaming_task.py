@@ -10,11 +10,12 @@ from torch import nn
 
 import audiodistill
 from audiodistill.config import ConfigError, load_config
-from audiodistill.ctc_decoding import LM_FILE, BeamDecoder, DecodingOptions, GreedyDecoder
-from audiodistill.distill import DistillOptions, TrainOptions, make_optimizer, train_step
+from audiodistill.decoding.ctc_decoder import LM_FILE, BeamDecoder, DecodingOptions, GreedyDecoder
 from audiodistill.students.registry import build_task
 from audiodistill.students.streaming import StreamingStudent, count_parameters
 from audiodistill.students.streaming_task import FeatureMatched, StreamingOptions, StreamingTask
+from audiodistill.training.loop import make_optimizer, train_step
+from audiodistill.training.options import DistillOptions, TrainOptions
 
 CONFIGS = Path(__file__).parent.parent / "configs" / "distill"
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiodistill.audio import SAMPLE_RATE, load_audio
 from audiodistill.config import load_config
-from audiodistill.manifest import read_manifest
-from audiodistill.synth import augment as aug
-from audiodistill.synth import voices
-from audiodistill.synth.corpus import SynthOptions, build_corpus, pad, plan, trim_silence
-from audiodistill.synth.texts import MONTHS, generate_texts, normalized
+from audiodistill.data.audio import SAMPLE_RATE, load_audio
+from audiodistill.data.manifest import read_manifest
+from audiodistill.data.synth import augment as aug
+from audiodistill.data.synth import voices
+from audiodistill.data.synth.corpus import SynthOptions, build_corpus, pad, plan, trim_silence
+from audiodistill.data.synth.texts import MONTHS, generate_texts, normalized
 
 
 def _words(text: str) -> list[str]:

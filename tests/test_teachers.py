@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from audiodistill.audio import SAMPLE_RATE
-from audiodistill.metrics import wer
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.evaluation.wer import wer
 from audiodistill.teachers import TeacherOptions, build_teacher
 from audiodistill.teachers.bundled import BUNDLED_NAME, bundled_ct2_dir, revision_of
 
@@ -132,7 +132,7 @@ def test_prompt_guides_spelling(backend, hf_teacher_dir):
 
 
 def test_previous_text_keeps_whisper_half_context(hf):
-    from audiodistill.whisper_decode import previous_text_ids
+    from audiodistill.decoding.whisper_greedy import previous_text_ids
 
     tokenizer = hf.processor.tokenizer
     ids = previous_text_ids(tokenizer, "word " * 500, max_target_positions=448)

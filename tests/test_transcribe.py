@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiodistill.audio import SAMPLE_RATE, resample, save_wav
-from audiodistill.bench import BenchOptions, run_bench
 from audiodistill.cli import main
-from audiodistill.client import TranscribeOptions
-from audiodistill.metrics import wer
+from audiodistill.data.audio import SAMPLE_RATE, resample, save_wav
+from audiodistill.evaluation.edge_bench import BenchOptions, run_bench
+from audiodistill.evaluation.wer import wer
+from audiodistill.online.client import TranscribeOptions
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 STREAMING = MODELS / "whisper-tiny-en-streaming"

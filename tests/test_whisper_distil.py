@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from audiodistill.losses import TokenCrossEntropyLoss
 from audiodistill.students.whisper_distil import (
     WhisperDistilOptions,
     WhisperDistilTask,
@@ -21,6 +20,7 @@ from audiodistill.students.whisper_distil import (
     silence_states,
     transcribe,
 )
+from audiodistill.training.kd_losses import TokenCrossEntropyLoss
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_filled_window_transcribes_like_the_teacher(hf_teacher_dir, speech, tmp_
     """The teacher's own decoder on a 1 s tail: bare, it repeats its sentence on some clips
     (which the loop guard then cuts back); filled to the window it gives the teacher's 30 s
     window transcripts, after export and reload too."""
-    from audiodistill.metrics import corpus_wer
+    from audiodistill.evaluation.wer import corpus_wer
     from audiodistill.students.whisper_distil import WhisperDistilModel
 
     sentences, clips = speech
@@ -173,7 +173,7 @@ CUDA = pytest.param(
 def test_dev_evaluation_runs_where_the_model_is(hf_teacher_dir, speech, device):
     """The training loop's dev evaluation on a student placed on `device`: with all 4 decoder
     layers kept the student is the teacher, so it must transcribe the clips well."""
-    from audiodistill.distill import evaluate
+    from audiodistill.training.loop import evaluate
 
     sentences, clips = speech
     task = WhisperDistilTask(WhisperDistilOptions(str(hf_teacher_dir), decoder_layers=4))

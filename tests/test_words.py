@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from starlette.datastructures import FormData, UploadFile
 
-from audiodistill.audio import SAMPLE_RATE
-from audiodistill.ctc_alignment import ctc_words, forced_path
-from audiodistill.whisper_alignment import alignment_heads, dtw, timed_words, word_groups
-from audiodistill.word_timing import errors
-from audiodistill.words import Word, snap_to_speech, words_text
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.decoding.ctc_alignment import ctc_words, forced_path
+from audiodistill.decoding.whisper_alignment import alignment_heads, dtw, timed_words, word_groups
+from audiodistill.decoding.words import Word, snap_to_speech, words_text
+from audiodistill.evaluation.word_timing import errors
 from serve import formats, uploads
 from serve.formats import ApiError
 
@@ -77,8 +77,8 @@ def test_alignment_heads_of_kept_layers_or_the_upper_half():
 def test_shrunk_student_keeps_the_teachers_heads_in_its_own_layer_numbers():
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
+    from audiodistill.decoding.whisper_greedy import model_alignment_heads
     from audiodistill.students.whisper_distil import shrink_decoder
-    from audiodistill.whisper_decode import model_alignment_heads
 
     config = WhisperConfig(
         vocab_size=100, d_model=16, encoder_layers=1, decoder_layers=4, encoder_ffn_dim=32,
@@ -127,13 +127,13 @@ def test_errors_score_matched_words_and_joined_boundaries_apart():
 
 @pytest.fixture(scope="module")
 def clips():
-    from audiodistill.synth.word_clips import SENTENCES, word_clips
+    from audiodistill.data.synth.word_clips import SENTENCES, word_clips
 
     return word_clips(SENTENCES[:3])
 
 
 def test_known_boundary_clips_hold_each_word_where_it_was_placed(clips):
-    from audiodistill.synth.word_clips import GAPS_S, LEAD_S
+    from audiodistill.data.synth.word_clips import GAPS_S, LEAD_S
 
     words = clips[0].words
     assert words_text(words) == "please call the office before noon"
@@ -152,7 +152,7 @@ def test_known_boundary_clips_hold_each_word_where_it_was_placed(clips):
     ],
 )
 def test_word_times_on_known_boundaries_are_within_the_targets(clips, spec, target):
-    from audiodistill.serving import ServedModel
+    from audiodistill.online.served_model import ServedModel
 
     model = ServedModel(spec)
     timed = model.transcribe_words([c.audio for c in clips])
@@ -163,7 +163,7 @@ def test_word_times_on_known_boundaries_are_within_the_targets(clips, spec, targ
 
 def test_transformers_teacher_times_words_as_the_ct2_one(clips):
     """Both Whisper backends run the same alignment (CTranslate2's, and ours in numpy)."""
-    from audiodistill.serving import ServedModel
+    from audiodistill.online.served_model import ServedModel
 
     audio = [clips[0].audio]
     ct2 = ServedModel("teacher:ct2").transcribe_words(audio, snap=False)[0]
@@ -190,7 +190,7 @@ def test_timestamp_granularities_switch_words_on():
 
 def test_words_in_verbose_json_and_one_cue_per_word():
     words = [Word("Set", 0.3, 0.5), Word("timer.", 0.5, 1.0)]
-    segments = [formats.Segment(0.3, 1.0, "Set timer.", words)]
+    segments = [formats.TimedText(0.3, 1.0, "Set timer.", words)]
     body = formats.verbose_json(segments, 2.0, "en", words=True)
     assert body["words"] == [
         {"word": "Set", "start": 0.3, "end": 0.5},
@@ -230,8 +230,8 @@ def test_ctc_stream_finals_time_words_in_stream_seconds(clips):
     time their words as the whole stream decoded offline does."""
     import asyncio
 
-    from audiodistill.online import CtcEngine, OnlineSession
-    from audiodistill.serving import ServedModel
+    from audiodistill.online.served_model import ServedModel
+    from audiodistill.online.streams import CtcEngine, OnlineSession
 
     model = ServedModel("models/whisper-tiny-en-streaming")
 
@@ -250,9 +250,9 @@ def test_whisper_stream_finals_time_words_in_stream_seconds(clips):
     to where the clip sits in the stream."""
     import asyncio
 
-    from audiodistill.online import LocalAgreementEngine, OnlineSession
-    from audiodistill.serving import ServedModel
-    from audiodistill.words import shifted
+    from audiodistill.decoding.words import shifted
+    from audiodistill.online.served_model import ServedModel
+    from audiodistill.online.streams import LocalAgreementEngine, OnlineSession
 
     model = ServedModel("teacher:ct2")
 

@@ -1,6 +1,6 @@
 """The CTC symbol table of an export, read without torch or num2words.
 
-Training, serving and the edge recognizer all decode with `audiodistill.ctc_decoding`, so a
+Training, serving and the edge recognizer all decode with `audiodistill.decoding.ctc_decoder`, so a
 model gives the same text in either runtime; the edge side reads the symbols from here.
 """
 

@@ -3,7 +3,7 @@
 Every feature frame depends only on its own 25 ms of samples: no centering, no utterance-level
 normalization. So the features of a prefix of the audio are a prefix of the features, and a
 stream can be featurized piece by piece (`FeatureStreamer`). The transform is two matrix
-products (a windowed real DFT, then a mel filterbank). `audiodistill.students.features` runs
+products (a windowed real DFT, then a mel filterbank). `audiodistill.students.log_mel` runs
 the same matrices in torch for training; this module is what an edge device runs.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.data.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
 
 N_MELS = 80  # mel bands, as in Whisper's front end
 N_BINS = N_FFT // 2 + 1  # 201 one-sided DFT bins, 40 Hz apart at 16 kHz with a 400-sample window

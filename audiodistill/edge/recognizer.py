@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from audiodistill.ctc_decoding import LM_FILE, CtcDecoder, load_decoder, log_softmax
+from audiodistill.decoding.ctc_decoder import LM_FILE, CtcDecoder, load_decoder, log_softmax
 from audiodistill.edge.ctc import load_symbols
 from audiodistill.edge.features import ChunkQueue, FeatureStreamer, Step
 from audiodistill.errors import ModelError

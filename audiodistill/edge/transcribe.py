@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import numpy as np
 
-from audiodistill.audio import SAMPLE_RATE, AudioError, load_audio
+from audiodistill.data.audio import SAMPLE_RATE, AudioError, load_audio
 from audiodistill.edge.recognizer import (
     OnnxStreamingModel,
     OnnxStreamingRecognizer,
@@ -29,10 +29,10 @@ from audiodistill.edge.recognizer import (
 from audiodistill.edge.whisper import EXPORT_KIND as WHISPER_KIND
 from audiodistill.edge.whisper import OnnxWhisper
 from audiodistill.errors import ModelError
-from audiodistill.online import Engine, Event, OnlineSession
+from audiodistill.online.streams import Engine, Event, OnlineSession
 
 if TYPE_CHECKING:
-    from audiodistill.client import TranscribeOptions
+    from audiodistill.online.client import TranscribeOptions
 
 PIECE_SECONDS = 0.5  # a file is fed in pieces this long (the session cuts them finer)
 READ_SECONDS = 0.1  # stdin is read this much at a time at most, as soon as any arrives

@@ -1,11 +1,11 @@
 """Greedy decoding of an exported whisper-distil student with ONNX Runtime (numpy only).
 
 Runs the two graphs `audiodistill export` writes for this student (see
-audiodistill/export_whisper.py): the encoder once per utterance, then the decoder one token
+audiodistill/export/whisper_onnx.py): the encoder once per utterance, then the decoder one token
 at a time with its self-attention cache carried as arrays. Suppression follows
-`audiodistill.whisper_decode.greedy_decode` (the config's suppress ids every step, plus the
+`audiodistill.decoding.whisper_greedy.greedy_decode` (the config's suppress ids every step, plus the
 begin-suppress ids at the first step) and both end a repetition loop the same way
-(`audiodistill.repetition`), so both give the same tokens.
+(`audiodistill.decoding.repetition`), so both give the same tokens.
 
 `whisper_log_mel` reproduces Whisper's front end (the transformers feature extractor, with the
 student's silent tail instead of a 30 s window) in numpy, and `ByteBPEDecoder` turns token ids
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from audiodistill.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.data.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.decoding.repetition import loop_excess
+from audiodistill.decoding.whisper_alignment import alignment_heads, timed_words
+from audiodistill.decoding.words import Word, shifted
 from audiodistill.edge.features import DFT_COS, DFT_SIN, MEL
 from audiodistill.errors import ModelError
-from audiodistill.repetition import loop_excess
-from audiodistill.whisper_alignment import alignment_heads, timed_words
-from audiodistill.words import Word, shifted
 
 EXPORT_KIND = "whisper-distil-onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -141,7 +141,7 @@ class OnnxWhisper:
         self, audios: list[np.ndarray], max_new_tokens: int = 128
     ) -> list[list[Word]]:
         """Each clip's words (the text `transcribe` gives), timed from the cross-attention of
-        the alignment heads config.json names (audiodistill.whisper_alignment): one more
+        the alignment heads config.json names (audiodistill.decoding.whisper_alignment): one more
         decoder call per window, on the prompt and every token at once."""
         if "cross_attention" not in [o.name for o in self.decoder.get_outputs()]:
             raise ValueError(

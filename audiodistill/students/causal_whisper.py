@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiodistill.audio import N_FFT
-from audiodistill.students.features import FRAMES_PER_SECOND, N_MELS
+from audiodistill.data.audio import N_FFT
+from audiodistill.students.log_mel import FRAMES_PER_SECOND, N_MELS
 from audiodistill.students.streaming import (
     StreamingState,
     chunk_mask,

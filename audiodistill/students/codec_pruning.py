@@ -1,6 +1,6 @@
 """Width pruning: start a narrower EnCodec student from its teacher's strongest channels.
 
-A student of the teacher's family with fewer filters (students/codec.py) has the same layers
+A student of the teacher's family with fewer filters (students/codec_student.py) has the same layers
 in the same order, each narrower. Instead of random weights it can start from the teacher's:
 every layer keeps the output channels whose weights have the largest L2 norm (magnitude
 filter pruning) and, of its inputs, exactly the channels the layer before it kept. The

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from audiodistill.config import ConfigError
-from audiodistill.distill import DistillOptions, StudentTask
+from audiodistill.training.loop import StudentTask
+from audiodistill.training.options import DistillOptions
 
 STUDENTS = ("streaming", "whisper-distil", "codec", "fake")  # kinds build_task knows
 
@@ -20,7 +21,7 @@ STUDENTS = ("streaming", "whisper-distil", "codec", "fake")  # kinds build_task 
 def build_task(options: DistillOptions) -> StudentTask:
     """The training task for `options.student`; ConfigError naming the kinds for an unknown one."""
     if options.student == "fake":
-        from audiodistill.students.fake import FakeStudentTask
+        from audiodistill.students.fake_student import FakeStudentTask
 
         return FakeStudentTask(options.fake)
     if options.student == "whisper-distil":
@@ -32,7 +33,7 @@ def build_task(options: DistillOptions) -> StudentTask:
 
         return StreamingTask(options.streaming)
     if options.student == "codec":
-        from audiodistill.students.codec import CodecTask
+        from audiodistill.students.codec_student import CodecTask
 
         return CodecTask(options.codec)
     raise ConfigError(f"student: unknown kind {options.student!r} (known: {', '.join(STUDENTS)})")
@@ -46,7 +47,7 @@ def load_model(path: str | Path) -> Any:
         raise FileNotFoundError(f"{path}: not an exported student (no config.json)")
     kind = json.loads(config_path.read_text()).get("student")
     if kind == "fake":
-        from audiodistill.students.fake import load_fake_student
+        from audiodistill.students.fake_student import load_fake_student
 
         return load_fake_student(path)
     if kind == "whisper-distil":
@@ -58,7 +59,7 @@ def load_model(path: str | Path) -> Any:
 
         return load_student(path)
     if kind == "codec":
-        from audiodistill.students.codec import load_student as load_codec_student
+        from audiodistill.students.codec_student import load_student as load_codec_student
 
         return load_codec_student(path)
     raise ValueError(f"{config_path}: unknown student kind {kind!r} (known: {', '.join(STUDENTS)})")

@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiodistill.audio import SAMPLE_RATE
 from audiodistill.config import from_dict
-from audiodistill.ctc_decoding import (
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.decoding.ctc_decoder import (
     GREEDY,
     LM_FILE,
     CtcDecoder,
@@ -49,8 +49,8 @@ from audiodistill.ctc_decoding import (
     decode,
     load_decoder,
 )
-from audiodistill.ngram import NgramLM
-from audiodistill.students.features import (
+from audiodistill.decoding.ngram_lm import NgramLM
+from audiodistill.students.log_mel import (
     FRAMES_PER_SECOND,
     N_MELS,
     ChunkQueue,

@@ -17,7 +17,8 @@ teacher's Whisper encoder on its own features, reached through a linear projecti
 beside the student and not exported. The pseudo-label shards do not store encoder states (a
 few hundred KB per utterance), so each worker computes them on the batch as it trains. The
 teacher's text also reaches the export a second way: a character n-gram fitted on it (and on
-an English word list, lexicon.py) scores the export's beam search (ctc_decoding.py).
+an English word list, decoding/lexicon.py) scores the export's beam search
+(decoding/ctc_decoder.py).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from audiodistill.ctc_decoding import DecodingOptions, fit_char_lm
-from audiodistill.lexicon import lexicon_texts
+from audiodistill.decoding.ctc_decoder import DecodingOptions, fit_char_lm
+from audiodistill.decoding.lexicon import lexicon_texts
 from audiodistill.students import causal_whisper
 from audiodistill.students.streaming import (
     STUDENT_KIND,
@@ -96,8 +97,8 @@ class StreamingOptions:
     decoding: DecodingOptions = DecodingOptions()
     # order of that character n-gram (8: about a word and a half of context); 0: no LM
     lm_order: int = 8
-    # English words beside the training text in that n-gram (lexicon.py: the N most frequent
-    # words of the wordfreq list), so the beam spells words the transcripts never held; 0:
+    # English words beside the training text in that n-gram (decoding/lexicon.py: the N most
+    # frequent words of the wordfreq list), so the beam spells words the transcripts never held; 0:
     # the training text only
     lm_lexicon_words: int = 0
     # weight of frame-level matching to the teacher's encoder states next to CTC (cosine

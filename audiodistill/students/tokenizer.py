@@ -18,8 +18,8 @@ from pathlib import Path
 
 from num2words import num2words
 
-from audiodistill.ctc_decoding import greedy_text
-from audiodistill.spoken import spoken_clock
+from audiodistill.data.spoken import spoken_clock
+from audiodistill.decoding.ctc_decoder import greedy_text
 
 BLANK = 0  # CTC blank id
 SYMBOLS = ("", " ", *"abcdefghijklmnopqrstuvwxyz", "'")  # id -> character; "" is the blank

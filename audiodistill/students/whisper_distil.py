@@ -32,16 +32,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiodistill.audio import SAMPLE_RATE
-from audiodistill.losses import TokenCrossEntropyLoss, WhisperDistillationLoss
-from audiodistill.repetition import LOOP_REPEATS
-from audiodistill.whisper_decode import (
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.decoding.repetition import LOOP_REPEATS
+from audiodistill.decoding.whisper_greedy import (
     decoder_words,
     greedy_decode,
     previous_text_ids,
     prompt_ids,
 )
-from audiodistill.words import Word, shifted
+from audiodistill.decoding.words import Word, shifted
+from audiodistill.training.kd_losses import TokenCrossEntropyLoss, WhisperDistillationLoss
 
 # Whisper's log-mel runs at 100 frames/s (hop 160 at 16 kHz); its conv stem halves that,
 # so one encoder position covers 20 ms and 30 s is 1500 positions.

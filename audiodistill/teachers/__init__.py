@@ -65,7 +65,7 @@ class TeacherOptions:
 def build_teacher(options: TeacherOptions) -> Teacher | CodecTeacher:
     """Load the teacher an options block describes (heavy imports happen here, not at import)."""
     if options.backend == "fake":
-        from audiodistill.teachers.fake import FakeTeacher
+        from audiodistill.teachers.fake_teacher import FakeTeacher
 
         return FakeTeacher(options.fake_seconds_per_item, options.top_k)
     if options.backend == "ct2":
@@ -94,7 +94,7 @@ def build_teacher(options: TeacherOptions) -> Teacher | CodecTeacher:
             fill_window=options.fill_window,
         )
     if options.backend == "codec":
-        from audiodistill.teachers.codec import HFCodecTeacher
+        from audiodistill.teachers.transformers_codec import HFCodecTeacher
 
         return HFCodecTeacher(
             options.model,

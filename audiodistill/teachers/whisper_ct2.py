@@ -2,7 +2,7 @@
 
 Decoding is greedy at temperature 0 without timestamps, VAD or temperature fallback, so the
 pseudo-label is a deterministic function of the audio and matches the transformers backend
-(a repetition loop is cut afterwards where that backend stops, `audiodistill.repetition`).
+(a repetition loop is cut afterwards where that backend stops, `audiodistill.decoding.repetition`).
 CTranslate2 exposes no per-step distributions, so `topk_*` stay empty: use the transformers
 backend (`backend: hf`) when soft targets are needed.
 """
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from audiodistill.repetition import without_loop
+from audiodistill.decoding.repetition import without_loop
+from audiodistill.decoding.whisper_alignment import words_from_path
+from audiodistill.decoding.words import Word, shifted
 from audiodistill.teachers.base import Transcript
 from audiodistill.teachers.bundled import BUNDLED_NAME, bundled_ct2_dir, revision_of
-from audiodistill.whisper_alignment import words_from_path
-from audiodistill.words import Word, shifted
 
 N_FRAMES = 3000  # log-mel frames in Whisper's 30 s window
 
@@ -74,7 +74,7 @@ class CT2WhisperTeacher:
     ) -> list[list[Word]]:
         """Each clip's words (the text `transcribe` gives), timed by CTranslate2's alignment
         of the decoded tokens (`Whisper.align`: Whisper's cross-attention method over the
-        model's alignment heads, audiodistill.whisper_alignment). The encoder runs again
+        model's alignment heads, audiodistill.decoding.whisper_alignment). The encoder runs again
         for it, once per 30 s window."""
         return [self._words(np.asarray(a, dtype=np.float32), prompt) for a in audios]
 

@@ -17,19 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodistill.audio import SAMPLE_RATE
-from audiodistill.teachers.base import Transcript
-from audiodistill.teachers.bundled import BUNDLED_NAME, revision_of
-from audiodistill.teachers.whisper_ct2 import compression_ratio
-from audiodistill.whisper_alignment import SECONDS_PER_POSITION
-from audiodistill.whisper_decode import (
+from audiodistill.data.audio import SAMPLE_RATE
+from audiodistill.decoding.whisper_alignment import SECONDS_PER_POSITION
+from audiodistill.decoding.whisper_greedy import (
     Decoded,
     decoder_words,
     greedy_decode,
     previous_text_ids,
     prompt_ids,
 )
-from audiodistill.words import Word, shifted
+from audiodistill.decoding.words import Word, shifted
+from audiodistill.teachers.base import Transcript
+from audiodistill.teachers.bundled import BUNDLED_NAME, revision_of
+from audiodistill.teachers.whisper_ct2 import compression_ratio
 
 DTYPES = ("float32", "float16", "bfloat16")
 FILL_TAIL_SECONDS = 1.0  # silence after each window's audio when filling (as whisper-distil)
@@ -155,7 +155,7 @@ class HFWhisperTeacher:
         self, audios: Sequence[np.ndarray], prompt: str | None = None
     ) -> list[list[Word]]:
         """Each clip's words (the text `transcribe` gives), timed from the alignment heads'
-        cross-attention (audiodistill.whisper_alignment). One window at a time."""
+        cross-attention (audiodistill.decoding.whisper_alignment). One window at a time."""
         from audiodistill.students.whisper_distil import WINDOW_SECONDS
         from audiodistill.students.whisper_distil import windows as audio_windows
 

@@ -77,7 +77,7 @@ def tone_clip(i: int, rng, seconds: float = 0.5):
     """A 16 kHz decaying tone (220 + 110 i Hz) in light noise: codec test audio."""
     import numpy as np
 
-    from audiodistill.audio import SAMPLE_RATE
+    from audiodistill.data.audio import SAMPLE_RATE
 
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     tone = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * np.exp(-2 * t)
@@ -89,10 +89,10 @@ def label_tone_clips(teacher_dir: str | Path, root: str | Path, n: int = 8, dev:
     at `teacher_dir`, written under root/labels as the labelling job writes them."""
     import numpy as np
 
-    from audiodistill.audio import save_wav
-    from audiodistill.labelling import label_shard
-    from audiodistill.manifest import Utterance
+    from audiodistill.data.audio import save_wav
+    from audiodistill.data.manifest import Utterance
     from audiodistill.teachers import TeacherOptions, build_teacher
+    from audiodistill.teachers.shard_labelling import label_shard
 
     root = Path(root)
     rng = np.random.default_rng(1)
@@ -108,7 +108,8 @@ def label_tone_clips(teacher_dir: str | Path, root: str | Path, n: int = 8, dev:
 
 def training_rows(labels: str | Path) -> tuple[list[dict], list[dict]]:
     """(train, dev) rows of codec labels as the training loop sees them, audio loaded."""
-    from audiodistill.distill import DataOptions, load_training_rows, training_row, with_audio
+    from audiodistill.training.label_rows import load_training_rows, training_row, with_audio
+    from audiodistill.training.options import DataOptions
 
     train, dev = load_training_rows(DataOptions(labels=str(labels)))
     return tuple(
@@ -123,7 +124,7 @@ def _fill_codebooks(model, seed: int) -> None:
     import numpy as np
     import torch
 
-    from audiodistill.codec_families import family_of
+    from audiodistill.codec.families import family_of
 
     rng = np.random.default_rng(seed)
     t = np.arange(model.config.sampling_rate) / model.config.sampling_rate

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from audiodistill.audio import SAMPLE_RATE
+from audiodistill.data.audio import SAMPLE_RATE
 
 
 def free_port() -> int:

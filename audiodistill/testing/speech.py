@@ -16,6 +16,6 @@ SENTENCES = (
 
 def speak(sentences=SENTENCES, seed: int = 0) -> list[np.ndarray]:
     """16 kHz mono float32 clips of the bundled hibari voice reading `sentences`."""
-    from audiodistill.synth.voices import speak as read_aloud
+    from audiodistill.data.synth.voices import speak as read_aloud
 
     return read_aloud(sentences, seed)
