@@ -17,7 +17,12 @@ from audiodistill.data.label_store import SCHEMA, read_labels, shard_path
 from audiodistill.errors import DataError
 from audiodistill.students.fake_student import FakeStudentTask, make_tone_labels
 from audiodistill.students.registry import build_task
-from audiodistill.training.label_rows import load_training_rows, training_row, with_audio
+from audiodistill.training.label_rows import (
+    load_training_rows,
+    stream_training_rows,
+    training_row,
+    with_audio,
+)
 from audiodistill.training.loop import (
     TrainState,
     batch_stream,
@@ -172,6 +177,29 @@ def test_extra_runs_hold_their_dev_and_test_rows_out_and_repeat(labels_dir, tmp_
     assert len(train) == 96 + 3 * 96 and train["id"].str.startswith("real-").sum() == 3 * 96
     with pytest.raises(DataError, match="data.repeat"):
         load_training_rows(replace(options, repeat=(1, 1, 2)))
+
+
+def test_workers_stream_exactly_the_driver_rows_between_them(labels_dir, tmp_path):
+    """Each worker streams its share of the shards (repeats and extra runs included): the
+    shares are disjoint, together they are the driver's rows, and a light read (no token or
+    top-k arrays on the driver) selects the same rows as a full one."""
+    extra = read_labels(labels_dir).assign(id=lambda f: "real-" + f["id"])
+    (tmp_path / "a").mkdir()
+    other = _rewrite(labels_dir, tmp_path / "a", id=extra["id"].to_numpy())
+    options = DataOptions(labels=str(labels_dir), extra_labels=(str(other),), repeat=(1, 2))
+    light, _ = load_training_rows(options, light=True)
+    full, _ = load_training_rows(options)
+    assert "topk_ids" not in light and sorted(light["id"]) == sorted(full["id"])
+    assert "topk_ids" in light.attrs["sample"]  # what the task's check reads
+    shares = [
+        list(stream_training_rows(options, rank, 3, np.random.default_rng(rank)))
+        for rank in range(3)
+    ]
+    assert all(shares) and sorted(r["id"] for s in shares for r in s) == sorted(full["id"])
+    owners = [{r["id"] for r in share} for share in shares]
+    assert not (owners[0] & owners[1] or owners[0] & owners[2] or owners[1] & owners[2])
+    row = shares[0][0]
+    assert isinstance(row["audio"], str) and row["topk_ids"] and type(row["token_ids"][0]) is int
 
 
 def test_holdout_sentences_are_never_trained_on(labels_dir, tmp_path):

@@ -142,10 +142,15 @@ class HFWhisperTeacher:
             windows.extend(pieces)
             owners.extend([i] * len(pieces))
         tokens = self._prompt_with(prompt)
-        decoded = []
-        for start in range(0, len(windows), self.batch_size):
-            batch = windows[start : start + self.batch_size]
-            decoded.extend(self._decode(self._encode(batch), tokens))
+        # batches of similar durations: a batch decodes until its longest text ends, so
+        # mixing a 2 s clip with a 30 s one would run the short one 15x too many steps
+        order = sorted(range(len(windows)), key=lambda k: len(audios[owners[k]]))
+        decoded: list = [None] * len(windows)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            texts = self._decode(self._encode([windows[k] for k in batch]), tokens)
+            for k, text in zip(batch, texts, strict=True):
+                decoded[k] = text
         parts = [[] for _ in audios]
         for d, owner in zip(decoded, owners, strict=True):
             parts[owner].append(d)

@@ -1,0 +1,2 @@
+"""The embedded synthetic corpus: sentences, the voices that read them, augmentation.
+"""
