@@ -25,3 +25,15 @@ class Progress:
             elapsed = now - self.started
             line = f"{self.what}: {self.done}/{self.total} {self.unit}, {elapsed:.0f} s"
             print(line, file=sys.stderr, flush=True)
+
+
+class Stages:
+    """Named stages of a command that has no item count (loading, tracing, deploying): a line
+    as each begins, with the seconds since the command started."""
+
+    def __init__(self, what: str):
+        self.what, self.started = what, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        print(f"{self.what}: {stage}, {elapsed:.0f} s", file=sys.stderr, flush=True)

@@ -40,6 +40,7 @@ from audiodistill.online.streams import (
     Segment,
     clip_segments,
 )
+from audiodistill.progress import Stages
 from serve import formats, realtime, uploads
 from serve.formats import ApiError
 from serve.metrics import GatewayMetrics
@@ -585,10 +586,14 @@ def start(options: ServeOptions) -> str:
     """Start (or join, with RAY_ADDRESS) Ray, deploy the app, return its base URL."""
     import ray
 
+    stages = Stages("serve")
     if not ray.is_initialized():
+        stages("starting Ray" if not os.environ.get("RAY_ADDRESS") else "joining the cluster")
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
     serve.start(http_options={"host": options.host, "port": options.port})
+    stages(f"deploying {', '.join(options.models)} (each replica loads its weights)")
     serve.run(build_app(options), name=options.name, route_prefix="/")
+    stages(f"ready on {options.host}:{options.port}")
     return f"http://{options.host}:{options.port}"
 
 

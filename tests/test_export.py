@@ -184,7 +184,9 @@ def test_bench_cli_writes_every_field(exported, tmp_path, capsys):
     assert report["model_file"] == "model.int8.onnx" and report["audio_seconds"] == 10.0
     assert 0 < report["rtf"] < 1 and report["chunk_ms"] == 320 and report["kind"] == "streaming"
     assert report["chunk_latency_p50_ms"] <= report["chunk_latency_p99_ms"]
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"bench {out}: 1/1 timed passes" in captured.err  # progress on stderr
+    printed = captured.out
     last_line = printed.rstrip().splitlines()[-1]
     assert last_line.startswith("onnx int8, 1 thread(s), streaming: RTF ")
     assert json.loads(printed[: printed.rindex("}") + 1]) == report
@@ -484,12 +486,15 @@ def test_eval_and_serving_load_an_export_directory(each_export):
     assert stream.finalize() == model.transcribe([audio])[0]
 
 
-def test_an_int8_only_export_is_what_a_release_ships(tmp_path):
+def test_an_int8_only_export_is_what_a_release_ships(tmp_path, capsys):
     from audiodistill.export.exporter import ExportOptions, run
 
     student = save_untrained_streaming_student(tmp_path / "student", architecture="whisper")
     summary = run(ExportOptions(student, int8=True, keep_fp32=False, out=str(tmp_path / "rel")))
     assert list(summary["bytes"]) == ["model.int8.onnx"]
+    stages = capsys.readouterr().err.splitlines()
+    assert stages[0].startswith("export: tracing the streaming student") and "int8" in stages[0]
+    assert stages[-1].startswith(f"export: wrote {tmp_path / 'rel'}")
     with pytest.raises(FileNotFoundError, match="--int8 runs the int8 one"):
         load_onnx_model(tmp_path / "rel")
     assert load_onnx_model(tmp_path / "rel", int8=True).transcribe([bench_audio(1.0)])[0]

@@ -1,4 +1,4 @@
-from audiodistill.progress import Progress
+from audiodistill.progress import Progress, Stages
 
 
 def test_progress_prints_throttled_lines_and_always_the_last(capsys):
@@ -10,3 +10,13 @@ def test_progress_prints_throttled_lines_and_always_the_last(capsys):
     chatty.step()
     chatty.step()
     assert len(capsys.readouterr().err.splitlines()) == 2
+
+
+def test_stages_print_a_line_as_each_begins(capsys):
+    stages = Stages("serve")
+    stages("starting Ray")
+    stages("ready on 127.0.0.1:8000")
+    assert capsys.readouterr().err.splitlines() == [
+        "serve: starting Ray, 0 s",
+        "serve: ready on 127.0.0.1:8000, 0 s",
+    ]

@@ -41,6 +41,7 @@ import numpy as np
 from audiodistill.config import ConfigError
 from audiodistill.data.audio import SAMPLE_RATE
 from audiodistill.errors import DataError
+from audiodistill.progress import Progress
 
 if TYPE_CHECKING:
     from audiodistill.edge.whisper import OnnxWhisper
@@ -197,7 +198,11 @@ def run_bench(options: BenchOptions) -> dict:
         source = f"built-in: {BENCH_SECONDS:g} s of tones and noise (numpy, seed {BENCH_SEED})"
     audio_s = len(audio) / SAMPLE_RATE
     loaded.timed_pass(audio)  # warm-up: allocations, lazy init
-    passes = [loaded.timed_pass(audio) for _ in range(options.runs)]
+    progress = Progress(f"bench {options.model}", options.runs, unit="timed passes")
+    passes = []
+    for _ in range(options.runs):
+        passes.append(loaded.timed_pass(audio))
+        progress.step()
     latency_ms = 1000 * np.asarray([s for p in passes for s in p.latencies])
     return {
         "model": str(options.model),

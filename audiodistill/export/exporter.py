@@ -15,6 +15,7 @@ from typing import Literal
 from audiodistill.config import ConfigError
 from audiodistill.errors import ModelError
 from audiodistill.export.streaming_onnx import CONFIG_FILE, export_streaming_onnx
+from audiodistill.progress import Stages
 from audiodistill.students.streaming import STUDENT_KIND
 
 WHISPER_KIND = "whisper-distil"  # config.json "student" of a saved whisper-distil student
@@ -41,20 +42,25 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
     Streaming students as described above; whisper-distil students as an encoder and a
     decoder graph (audiodistill/export/whisper_onnx.py).
     """
+    if student_kind(model_dir) == WHISPER_KIND:
+        from audiodistill.export.whisper_onnx import export_whisper_onnx
+
+        return export_whisper_onnx(model_dir, out_dir, int8)
+    return export_streaming_onnx(model_dir, out_dir, int8)
+
+
+def student_kind(model_dir: str | Path) -> str:
+    """The kind of the saved student at `model_dir`; ModelError unless it can be exported."""
     config_path = Path(model_dir) / CONFIG_FILE
     if not config_path.is_file():
         raise ModelError(f"{model_dir}: not a saved student (no {CONFIG_FILE})")
     kind = json.loads(config_path.read_text()).get("student")
-    if kind == WHISPER_KIND:
-        from audiodistill.export.whisper_onnx import export_whisper_onnx
-
-        return export_whisper_onnx(model_dir, out_dir, int8)
-    if kind != STUDENT_KIND:
+    if kind not in (STUDENT_KIND, WHISPER_KIND):
         raise ModelError(
             f"{model_dir}: ONNX export takes {STUDENT_KIND} or {WHISPER_KIND} students, "
             f"not {kind!r}"
         )
-    return export_streaming_onnx(model_dir, out_dir, int8)
+    return kind
 
 
 def drop_fp32(out: Path) -> dict:
@@ -71,8 +77,13 @@ def run(options: ExportOptions) -> dict:
     """The `export` command: write the directory, return a summary (files and sizes)."""
     if not options.keep_fp32 and not options.int8:
         raise ConfigError("keep_fp32=false leaves no model without int8=true")
+    kind = student_kind(options.model)
+    stages = Stages("export")
+    int8 = " and quantizing to int8" if options.int8 else ""
+    stages(f"tracing the {kind} student {options.model} to ONNX{int8}")
     config = export_onnx(options.model, options.out, options.int8)
     if not options.keep_fp32:
         config = drop_fp32(Path(options.out))
     sizes = {p.name: p.stat().st_size for p in sorted(Path(options.out).glob("*.onnx"))}
+    stages(f"wrote {options.out}")
     return {"out": str(options.out), "student": config["student"], "bytes": sizes}
