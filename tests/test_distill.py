@@ -372,3 +372,17 @@ def test_teacher_directories_reach_workers_as_absolute_paths(tmp_path, monkeypat
     fixed = with_absolute_teachers(options)
     assert fixed.codec.teacher == str(tmp_path / "teachers" / "codec")
     assert fixed.whisper_distil.teacher == "openai/whisper-tiny"  # a hub id stays as it is
+
+
+def test_a_student_registers_in_one_place():
+    """Every registered kind has its options section in DistillOptions, and its task and
+    loader import; DistillOptions has no section for a kind the registry does not know."""
+    from audiodistill.students.registry import STUDENT_KINDS, _imported
+
+    sections = {f.name for f in dataclasses.fields(DistillOptions)} - {
+        "student", "out", "data", "train"
+    }
+    assert sections == {kind.section for kind in STUDENT_KINDS.values()}
+    for kind in STUDENT_KINDS.values():
+        assert isinstance(getattr(DistillOptions(), kind.section), kind.options)
+        assert callable(_imported(kind.task)) and callable(_imported(kind.loader))

@@ -6,13 +6,10 @@ a run saves the resolved options beside its outputs as config.yaml.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from audiodistill.data.label_filters import FilterOptions
-from audiodistill.students.codec_student import CodecOptions
-from audiodistill.students.fake_student import FakeStudentOptions
-from audiodistill.students.streaming_task import StreamingOptions
-from audiodistill.students.whisper_distil import WhisperDistilOptions
+from audiodistill.students.registry import STUDENT_KINDS
 
 
 @dataclass(frozen=True)
@@ -85,8 +82,9 @@ class DataOptions:
 
 
 @dataclass(frozen=True)
-class DistillOptions:
-    # which student: "whisper-distil", "streaming", "codec", or "fake" (tests)
+class _RunOptions:
+    # which student: a kind in students/registry.py ("streaming", "whisper-distil", "codec",
+    # or "fake" for tests); its options are the section of the same name (dashes as _)
     student: str = "streaming"
     # run directory: ray/ (checkpoints), model/ (export), config.yaml, metrics.jsonl
     out: str = "runs/distill/streaming"
@@ -94,14 +92,18 @@ class DistillOptions:
     data: DataOptions = field(default_factory=DataOptions)
     # workers, optimizer, schedule, evaluation, checkpoints
     train: TrainOptions = field(default_factory=TrainOptions)
-    # options of the "streaming" student (chunked Conformer, character CTC)
-    streaming: StreamingOptions = field(default_factory=StreamingOptions)
-    # options of the "whisper-distil" student (teacher encoder + K teacher decoder layers)
-    whisper_distil: WhisperDistilOptions = field(default_factory=WhisperDistilOptions)
-    # options of the "fake" student (tests and dry runs)
-    fake: FakeStudentOptions = field(default_factory=FakeStudentOptions)
-    # options of the "codec" student (a smaller codec distilled from a codec teacher)
-    codec: CodecOptions = field(default_factory=CodecOptions)
 
 
-# what distillation reads from a pseudo-label run (see audiodistill/data/label_store.py SCHEMA)
+# The run's options plus one section per registered student, each the options dataclass
+# that student declares (students/registry.py): adding a student touches only the registry.
+DistillOptions = make_dataclass(
+    "DistillOptions",
+    [
+        (kind.section, kind.options, field(default_factory=kind.options))
+        for kind in STUDENT_KINDS.values()
+    ],
+    bases=(_RunOptions,),
+    frozen=True,
+)
+DistillOptions.__module__ = __name__  # pickled by name to Ray workers
+DistillOptions.__doc__ = "Options of `audiodistill distill`: the run, and each student's section."
