@@ -35,7 +35,7 @@ from torch import nn
 # widest; compress: residual blocks narrow to channels / compress inside). At these widths
 # the full-rate element-wise work (padding, ELU), which shrinks with the filters only
 # linearly, sets the pace: against the embedded 16-filter teacher, xs (8) ran 2.5x faster,
-# xxs (7) 3.0x (docs/benchmarks.md). 6 filters trained no further than a random start.
+# xxs (7) 3.0x (docs/lab_notebook.md). 6 filters trained no further than a random start.
 ENCODEC_SIZES = {
     "s": {"num_filters": 16, "num_lstm_layers": 1},
     "xs": {"num_filters": 8, "num_lstm_layers": 1, "compress": 4},

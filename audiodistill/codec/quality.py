@@ -32,7 +32,7 @@ LOG_FLOOR = 1e-5  # log-mel floor: silence compares as silence, not as -inf
 # oneDNN keeps the kernels it built (one per layer and input shape) in a cache of 1024 by
 # default. Timing 3 codecs of ~40 convolutions on 40 clip lengths needs ~4800: with the
 # default every pass rebuilt them, and that fixed per-layer cost, not arithmetic, set a
-# small student's pace (docs/benchmarks.md). Read once, at the first convolution of the
+# small student's pace (docs/lab_notebook.md). Read once, at the first convolution of the
 # process, so it must be in the environment before any model runs.
 ONEDNN_CACHE = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 

@@ -6,7 +6,7 @@ The student is a transformers codec of the teacher's family with fewer channels 
 Families: EnCodec, DAC and Mimi (codec/families.py). An EnCodec student starts by default
 from the teacher's strongest channels (students/codec_pruning.py): measured on the embedded
 teacher, an xs student started so had a dev mel distance of 1.81 after 200 steps, one
-started from random weights 3.34 (docs/benchmarks.md). DAC and Mimi students start from
+started from random weights 3.34 (docs/lab_notebook.md). DAC and Mimi students start from
 random weights (`init: random`).
 
 Training signals, per batch of pseudo-label rows (the teacher's codes and latents):

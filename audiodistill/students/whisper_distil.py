@@ -10,14 +10,14 @@ the audio's length). A 4 s utterance with a 1 s tail then costs 250 encoder posi
 instead of 1500. A bare tail is not enough: Whisper's decoder always saw 1500 positions,
 and on fewer it often does not stop (it repeats the sentence). With a bare 5 s tail the
 unmodified tiny.en looped on 3 of data/synth's 40 test utterances (61.0% WER against
-20.9%); training teaches a student to stop, at a cost in recognition (docs/benchmarks.md).
+20.9%); training teaches a student to stop, at a cost in recognition (docs/lab_notebook.md).
 
 `fill_window` (the default) removes that cost: the encoder output of the utterance and its tail is
 extended to Whisper's 1500 positions with the encoder's output for a silent window
 (computed once per model; `silence_states`). The decoder then sees the window it was
 trained on, at the encoder cost of the speech alone. Untrained, tiny.en so filled after a
 1 s tail scored 17.9% WER on the 400 utterances of data/synth against its own 18.5%, 2.7x
-faster (docs/benchmarks.md), where a bare 5 s tail looped (73.6%).
+faster (docs/lab_notebook.md), where a bare 5 s tail looped (73.6%).
 """
 
 from __future__ import annotations
