@@ -76,7 +76,7 @@ UNSCORED = sys.float_info.max
 
 def run(options: DistillOptions) -> dict[str, Any]:
     """Train (or resume) the student in `options.out`, export the best, return a summary."""
-    options = with_absolute_teachers(options)
+    options = with_absolute_paths(options)
     task = build_task(options)
     train_rows, dev_rows = prepare(options, task)
     out = Path(options.out).resolve()
@@ -106,15 +106,23 @@ def run(options: DistillOptions) -> dict[str, Any]:
     return summary
 
 
-def with_absolute_teachers(options: DistillOptions) -> DistillOptions:
-    """Teacher directories given relative to where the job started, made absolute: Ray Train
-    workers run in a directory of their own, where a relative path names nothing."""
+def with_absolute_paths(options: DistillOptions) -> DistillOptions:
+    """Label runs and teacher directories given relative to where the job started, made
+    absolute: Ray Train workers run in a directory of their own, where a relative path names
+    nothing (the workers read the label shards themselves)."""
 
     def absolute(path: str | None) -> str | None:
         return str(Path(path).resolve()) if path and Path(path).exists() else path
 
+    data = options.data
     return dataclasses.replace(
         options,
+        data=dataclasses.replace(
+            data,
+            labels=absolute(data.labels),
+            extra_labels=tuple(absolute(p) for p in data.extra_labels),
+            holdout=tuple(absolute(p) for p in data.holdout),
+        ),
         codec=dataclasses.replace(options.codec, teacher=absolute(options.codec.teacher)),
         whisper_distil=dataclasses.replace(
             options.whisper_distil, teacher=absolute(options.whisper_distil.teacher)

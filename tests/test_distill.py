@@ -360,18 +360,26 @@ def test_a_run_dir_resumes_only_its_own_student(labels_dir, tmp_path):
         run(options)
 
 
-def test_teacher_directories_reach_workers_as_absolute_paths(tmp_path, monkeypatch):
-    from pipelines.distill import with_absolute_teachers
+def test_label_runs_and_teachers_reach_workers_as_absolute_paths(tmp_path, monkeypatch):
+    from pipelines.distill import with_absolute_paths
 
-    (tmp_path / "teachers" / "codec").mkdir(parents=True)
+    for folder in ("teachers/codec", "runs/labels", "runs/real"):
+        (tmp_path / folder).mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     options = load_config(
         DistillOptions,
-        overrides=["codec.teacher=teachers/codec", "whisper_distil.teacher=openai/whisper-tiny"],
+        overrides=[
+            "codec.teacher=teachers/codec",
+            "whisper_distil.teacher=openai/whisper-tiny",
+            "data.labels=runs/labels",
+            "data.extra_labels=[runs/real]",
+        ],
     )
-    fixed = with_absolute_teachers(options)
+    fixed = with_absolute_paths(options)
     assert fixed.codec.teacher == str(tmp_path / "teachers" / "codec")
     assert fixed.whisper_distil.teacher == "openai/whisper-tiny"  # a hub id stays as it is
+    assert fixed.data.labels == str(tmp_path / "runs" / "labels")
+    assert fixed.data.extra_labels == (str(tmp_path / "runs" / "real"),)
 
 
 def test_a_student_registers_in_one_place():
