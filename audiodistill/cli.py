@@ -144,7 +144,7 @@ OPTIONS = {
     "synth": ("audiodistill.data.synth.corpus", "SynthOptions"),
     "manifest": ("audiodistill.data.manifest", "ManifestOptions"),
     "pseudo-label": ("audiodistill.teachers.shard_labelling", "PseudoLabelOptions"),
-    "distill": ("audiodistill.training.options", "DistillOptions"),
+    "distill": ("audiodistill.training.distill_options", "DistillOptions"),
     "eval": ("audiodistill.evaluation.measurement", "EvalOptions"),
     "results": ("audiodistill.evaluation.results_page", "ResultsOptions"),
     "export": ("audiodistill.export.exporter", "ExportOptions"),

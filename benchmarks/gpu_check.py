@@ -39,7 +39,7 @@ from audiodistill.data.audio import SAMPLE_RATE, load_audio
 from audiodistill.data.manifest import read_manifest, write_manifest
 from audiodistill.teachers import TeacherOptions
 from audiodistill.teachers.shard_labelling import PseudoLabelOptions
-from audiodistill.training.options import DistillOptions
+from audiodistill.training.distill_options import DistillOptions
 
 LARGE = "openai/whisper-large-v3"
 STUDENT_CONFIGS = ("configs/distill/whisper_distil.yaml", "configs/distill/streaming.yaml")

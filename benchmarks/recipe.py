@@ -24,9 +24,9 @@ import torch
 from audiodistill.cli import overrides_from_args
 from audiodistill.config import load_config
 from audiodistill.students.registry import build_task
+from audiodistill.training.distill_options import DistillOptions
 from audiodistill.training.label_rows import load_training_rows, training_row, with_audio
 from audiodistill.training.loop import bucket_batches, evaluate, make_optimizer, train_step
-from audiodistill.training.options import DistillOptions
 
 
 def main() -> None:

@@ -48,10 +48,10 @@ from audiodistill.students.streaming import (
     transcribe,
 )
 from audiodistill.students.streaming_task import StreamingOptions
+from audiodistill.training.distill_options import DistillOptions, TrainOptions
 from audiodistill.training.label_rows import with_audio
 from audiodistill.training.local_run import LocalContext
 from audiodistill.training.loop import export_checkpoint, fit
-from audiodistill.training.options import DistillOptions, TrainOptions
 
 
 def load_split(manifest: str, split: str) -> list[dict]:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from audiodistill.config import load_config
-from audiodistill.training.options import DistillOptions
+from audiodistill.training.distill_options import DistillOptions
 
 
 def throughput(

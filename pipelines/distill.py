@@ -49,6 +49,7 @@ from audiodistill.config import save_config, to_dict
 from audiodistill.errors import DataError
 from audiodistill.students.registry import build_task
 from audiodistill.training import loop
+from audiodistill.training.distill_options import DistillOptions
 from audiodistill.training.label_rows import (
     load_training_rows,
     stream_training_rows,
@@ -62,7 +63,6 @@ from audiodistill.training.loop import (
     fit,
     load_checkpoint,
 )
-from audiodistill.training.options import DistillOptions
 from pipelines.pseudo_label import init_ray
 
 log = logging.getLogger(__name__)

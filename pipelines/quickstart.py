@@ -20,7 +20,7 @@ from audiodistill.config import save_config, to_dict
 from audiodistill.data.synth.corpus import SynthOptions
 from audiodistill.evaluation.measurement import EvalOptions
 from audiodistill.teachers.shard_labelling import PseudoLabelOptions
-from audiodistill.training.options import DistillOptions
+from audiodistill.training.distill_options import DistillOptions
 
 
 @dataclass(frozen=True)

@@ -204,8 +204,8 @@ def test_trained_for_a_few_steps_it_streams_the_whole_utterance_text(speech):
     """From the teacher, 30 steps on two clips start to teach it their words; streamed chunk
     by chunk in pieces of any size it then gives exactly the whole-utterance text."""
     from audiodistill.students.streaming_task import StreamingOptions, StreamingTask
+    from audiodistill.training.distill_options import TrainOptions
     from audiodistill.training.loop import make_optimizer, train_step
-    from audiodistill.training.options import TrainOptions
 
     sentences, clips = speech
     rows = [

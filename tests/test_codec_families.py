@@ -16,8 +16,8 @@ from audiodistill.codec.families import DacFamily, MimiFamily
 from audiodistill.students.codec_student import CodecModel, CodecOptions, CodecTask
 from audiodistill.teachers import TeacherOptions, build_teacher
 from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip, training_rows
+from audiodistill.training.distill_options import TrainOptions
 from audiodistill.training.loop import evaluate, make_optimizer, train_step
-from audiodistill.training.options import TrainOptions
 
 # bitrate of each tiny teacher: 2 codebooks x 6 bits x frame rate (DAC 50 Hz, Mimi 12.5 Hz)
 BITRATE = {"dac": 600.0, "mimi": 150.0}

@@ -21,9 +21,9 @@ from audiodistill.students.codec_student import CodecModel, CodecOptions, CodecT
 from audiodistill.students.registry import build_task
 from audiodistill.teachers import TeacherOptions, build_teacher
 from audiodistill.testing.codecs import label_tone_clips, save_tiny_codec, tone_clip, training_rows
+from audiodistill.training.distill_options import DataOptions, DistillOptions, TrainOptions
 from audiodistill.training.label_rows import load_training_rows
 from audiodistill.training.loop import evaluate, make_optimizer, train_step
-from audiodistill.training.options import DataOptions, DistillOptions, TrainOptions
 
 
 @pytest.fixture(scope="module")

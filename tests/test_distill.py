@@ -17,6 +17,7 @@ from audiodistill.data.label_store import SCHEMA, read_labels, shard_path
 from audiodistill.errors import DataError
 from audiodistill.students.fake_student import FakeStudentTask, make_tone_labels
 from audiodistill.students.registry import build_task
+from audiodistill.training.distill_options import DataOptions, DistillOptions, TrainOptions
 from audiodistill.training.label_rows import (
     load_training_rows,
     stream_training_rows,
@@ -35,7 +36,6 @@ from audiodistill.training.loop import (
     save_checkpoint,
     train_step,
 )
-from audiodistill.training.options import DataOptions, DistillOptions, TrainOptions
 from pipelines.distill import prepare
 
 

@@ -13,7 +13,7 @@ import pytest
 import audiodistill
 from audiodistill.config import load_config
 from audiodistill.students.fake_student import make_tone_labels
-from audiodistill.training.options import DistillOptions
+from audiodistill.training.distill_options import DistillOptions
 from pipelines.distill import run
 
 pytestmark = pytest.mark.integration

@@ -83,7 +83,7 @@ def test_unknown_model_spec_is_a_clear_error(tmp_path):
 
 def test_eval_command_scores_teacher_and_student(manifest, tmp_path, capsys):
     from audiodistill.students.registry import build_task
-    from audiodistill.training.options import DistillOptions
+    from audiodistill.training.distill_options import DistillOptions
 
     task = build_task(DistillOptions(student="fake"))
     task.save(task.build(), tmp_path / "fake-student")
@@ -119,7 +119,7 @@ def test_recordings_without_transcripts_score_agreement_with_the_first_model(
     manifest, tmp_path, capsys
 ):
     from audiodistill.students.registry import build_task
-    from audiodistill.training.options import DistillOptions
+    from audiodistill.training.distill_options import DistillOptions
 
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     untranscribed = manifest.parent / "untranscribed.jsonl"

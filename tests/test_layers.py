@@ -61,3 +61,30 @@ def test_the_edge_runtime_imports_without_torch():
 
 def test_production_code_never_imports_the_test_helpers():
     assert _run(NOTHING_IMPORTS_TESTING) == "[]"
+
+
+def test_no_module_name_appears_twice():
+    """Each file name says what it holds, once: `ls -R` is a map of the concepts."""
+    from collections import Counter
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    names = Counter(
+        p.name
+        for folder in ("audiodistill", "pipelines", "serve")
+        for p in (root / folder).rglob("*.py")
+        if p.name != "__init__.py"
+    )
+    assert [name for name, n in names.items() if n > 1] == []
+
+
+def test_every_package_says_what_it_owns():
+    import importlib
+    import pkgutil
+
+    import audiodistill
+
+    packages = [m.name for m in pkgutil.walk_packages(audiodistill.__path__, "audiodistill.")]
+    packages = [name for name in packages if hasattr(importlib.import_module(name), "__path__")]
+    assert len(packages) >= 10
+    assert [p for p in packages if not (importlib.import_module(p).__doc__ or "").strip()] == []

@@ -14,8 +14,8 @@ from audiodistill.decoding.ctc_decoder import LM_FILE, BeamDecoder, DecodingOpti
 from audiodistill.students.registry import build_task
 from audiodistill.students.streaming import StreamingStudent, count_parameters
 from audiodistill.students.streaming_task import FeatureMatched, StreamingOptions, StreamingTask
+from audiodistill.training.distill_options import DistillOptions, TrainOptions
 from audiodistill.training.loop import make_optimizer, train_step
-from audiodistill.training.options import DistillOptions, TrainOptions
 
 CONFIGS = Path(__file__).parent.parent / "configs" / "distill"
 

@@ -48,9 +48,9 @@ from audiodistill.codec import losses, quality
 from audiodistill.data.audio import SAMPLE_RATE, load_audio
 from audiodistill.data.manifest import read_manifest
 from audiodistill.errors import DataError
+from audiodistill.training.distill_options import TrainOptions
 from audiodistill.training.local_run import LocalContext
 from audiodistill.training.loop import export_checkpoint, fit
-from audiodistill.training.options import TrainOptions
 
 logger = logging.getLogger(__name__)
 

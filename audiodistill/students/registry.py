@@ -22,8 +22,8 @@ from audiodistill.students.streaming_task import StreamingOptions
 from audiodistill.students.whisper_distil import WhisperDistilOptions
 
 if TYPE_CHECKING:
+    from audiodistill.training.distill_options import DistillOptions
     from audiodistill.training.loop import StudentTask
-    from audiodistill.training.options import DistillOptions
 
 
 @dataclass(frozen=True)

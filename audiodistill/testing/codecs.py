@@ -108,8 +108,8 @@ def label_tone_clips(teacher_dir: str | Path, root: str | Path, n: int = 8, dev:
 
 def training_rows(labels: str | Path) -> tuple[list[dict], list[dict]]:
     """(train, dev) rows of codec labels as the training loop sees them, audio loaded."""
+    from audiodistill.training.distill_options import DataOptions
     from audiodistill.training.label_rows import load_training_rows, training_row, with_audio
-    from audiodistill.training.options import DataOptions
 
     train, dev = load_training_rows(DataOptions(labels=str(labels)))
     return tuple(

@@ -24,7 +24,7 @@ from audiodistill.data.label_store import is_codec_run, read_labels
 from audiodistill.data.manifest import ManifestError, read_manifest
 from audiodistill.errors import DataError
 from audiodistill.evaluation.wer import normalize_text
-from audiodistill.training.options import DataOptions
+from audiodistill.training.distill_options import DataOptions
 
 HELD_OUT_SPLITS = ("dev", "test")  # splits of extra label runs never trained on
 

@@ -28,8 +28,8 @@ from torch import nn
 
 from audiodistill.errors import DataError
 from audiodistill.evaluation.wer import corpus_wer
+from audiodistill.training.distill_options import TrainOptions
 from audiodistill.training.label_rows import with_audio
-from audiodistill.training.options import TrainOptions
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "state.pt"  # one file per checkpoint: model, optimizer, schedule, progress
