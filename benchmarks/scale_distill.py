@@ -1,13 +1,13 @@
 """Distillation at scale without a cluster (issue 20): the Ray Train job over synthetic
 pseudo-label runs of 10k, 100k and 1M rows here, and over one size on a simulated cluster.
 
-    python benchmarks/scale_distill.py                                 # about 10 minutes here
+    python benchmarks/scale_distill.py                                 # about 6 minutes here
     python benchmarks/scale_distill.py --sizes 10000 100000 --cluster-size 10000   # a quick look
 
 The labels are a pseudo-label run as the real job writes it (audiodistill/data/label_store.py
 SCHEMA; shards of `--shard-rows` rows, one row group each, plus a dev shard of 64 rows), for
 the fake student (audiodistill/students/fake_student.py): every training row points at one
-of 16 tone clips of 3-10 digit words (0.6-1.8 s) and carries its text, token ids and top-5
+of 64 tone clips of 3-10 digit words (0.6-1.8 s) and carries its text, token ids and top-5
 ids and log-probs per token (random log-probs per row, so no two rows are alike). Each size
 trains in a fresh process, since a peak RSS is a high-water mark, with a fresh Ray: local
 (2 CPUs, 2 training workers), or `--nodes` worker nodes of 1 CPU each beside a head of 0
@@ -28,7 +28,8 @@ Reported per run:
                       from the raylets (as benchmarks/scale.py)
   train worker peak RSS   the largest private RSS (RssAnon) of a single Ray Train worker
                       process (RayTrainWorker), sampled every 0.5 s from /proc
-  other Ray peak RSS  the same for every other Ray worker process (the Train controller...)
+  other Ray peak RSS  (JSON only) the same for every other Ray worker process (the Train
+                      controller...)
 
 Target (issue 20): training worker RSS flat (within 1.5x) from the smallest to the largest
 local size.
@@ -61,7 +62,7 @@ from audiodistill.students.fake_student import tone_audio
 from audiodistill.teachers.fake_teacher import DIGIT_WORDS
 from audiodistill.training.distill_options import TrainOptions
 
-CLIPS = 16  # distinct training clips the rows point at
+CLIPS = 64  # distinct training clips the rows point at (16 overfit: dev WER stayed ~0.9)
 DEV_CLIPS, DEV_ROWS = 8, 64
 TOP_K = 5  # top-k ids and log-probs per token position
 END = len(DIGIT_WORDS)  # the id after the last digit in top-k rows (the fake teacher's end)
@@ -73,7 +74,7 @@ TARGET_RATIO = 1.5
 
 
 def write_clips(folder: Path, rng: np.random.Generator) -> dict[str, list]:
-    """16 training and 8 dev tone clips: their paths, digits and durations."""
+    """CLIPS training and DEV_CLIPS dev tone clips: their paths, digits and durations."""
     clips: dict[str, list] = {"train": [], "dev": []}
     for split, n in (("train", CLIPS), ("dev", DEV_CLIPS)):
         for i in range(n):
@@ -181,6 +182,7 @@ def measure(spec: dict) -> dict:
             workers=workers,
             max_steps=spec["steps"],
             batch_size=spec["batch_size"],
+            lr=0.01,  # the fake student's rate (as its tests)
             warmup_steps=10,
             eval_every=spec["steps"],  # dev WER once, at the end: the run learnt
             checkpoint_every=spec["steps"],
@@ -201,7 +203,7 @@ def measure(spec: dict) -> dict:
     steps = [r for r in sampler.records if "elapsed_s" in r]
     first, last = steps[0], steps[-1]
     seconds = last["elapsed_s"] - first["elapsed_s"]
-    samples = _samples(steps)
+    samples = _samples(steps, spec["steps"])
     return {
         "label_rows": spec["rows"],
         "train_utterances": summary["train_utterances"],
@@ -233,11 +235,15 @@ def _own_rss(field: str) -> int:
     return int(next(line.split()[1] for line in status if line.startswith(field))) * 1024
 
 
-def _samples(steps: list[dict]) -> list[float]:
-    """Samples (all workers) of each step: its samples/s over the seconds since the last."""
-    previous, out = 0.0, []
+def _samples(steps: list[dict], max_steps: int) -> list[float]:
+    """Samples (all workers) of each step, from its record: samples/s times the step's
+    seconds, which is what eta_s was computed from (steps left / steps per second); the
+    last step has no eta left, so its seconds are the rise of elapsed_s (a little more)."""
+    out, previous = [], 0.0
     for record in steps:
-        out.append(record["samples_per_s"] * (record["elapsed_s"] - previous))
+        left = max_steps - record["step"]
+        seconds = record["eta_s"] / left if left else record["elapsed_s"] - previous
+        out.append(record["samples_per_s"] * seconds)
         previous = record["elapsed_s"]
     return out
 
@@ -393,7 +399,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=4, help="worker nodes of the cluster run")
     parser.add_argument("--workers", type=int, default=2, help="training workers of a local run")
     parser.add_argument("--shard-rows", type=int, default=10_000, help="rows per label shard")
-    parser.add_argument("--steps", type=int, default=60, help="train.max_steps")
+    parser.add_argument("--steps", type=int, default=200, help="train.max_steps")
     parser.add_argument("--batch-size", type=int, default=128, help="clips per worker per step")
     parser.add_argument("--out", default="benchmarks/results/distill_scale.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one run, as JSON
@@ -441,6 +447,7 @@ def main() -> None:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "shuffle_rows": TrainOptions().shuffle_rows,
+        "clips": CLIPS,
         "top_k": TOP_K,
         "wall_seconds": time.time() - started,
         "write_seconds": write_seconds,
