@@ -85,9 +85,10 @@ def select_training(
         in_train = ~rows["split"].isin(HELD_OUT_SPLITS)
     codec = "codes" in rows or rows.attrs.get("codec", False)  # light rows lack the codes
     kept, dropped = _filter(rows[in_train], options.filters, codec)
-    leaks = kept["reference"].fillna("").map(normalize_text).isin(held_out)
-    dropped["held_out_sentence"] = int(leaks.sum())
-    kept = kept[~leaks]
+    dropped["held_out_sentence"] = 0
+    if held_out:  # normalizing costs ~0.1 ms a row: only when there is something to match
+        leaks = kept["reference"].fillna("").map(normalize_text).isin(held_out)
+        kept, dropped["held_out_sentence"] = kept[~leaks], int(leaks.sum())
     no_audio = kept["audio"].fillna("") == ""
     too_long = kept["duration"] > options.max_duration
     dropped["no_audio_file"] = int(no_audio.sum())
@@ -147,10 +148,11 @@ def stream_training_rows(
     for k in rng.permutation(len(files)):
         run_index, path = files[k]
         for batch in pq.ParquetFile(path).iter_batches(batch_size=STREAM_BATCH_ROWS):
-            rows, _ = select_training(batch.to_pandas(), run_index, options, sources.held_out)
+            rows = batch.to_pandas()
+            rows = rows[rows["id"].map(lambda i: worker_of(i, workers) == rank).astype(bool)]
+            rows, _ = select_training(rows, run_index, options, sources.held_out)
             for record in rows.to_dict(orient="records"):
-                if worker_of(record["id"], workers) == rank:
-                    yield training_row(record)
+                yield training_row(record)
 
 
 def _nothing_to_train(labels: pd.DataFrame, options: DataOptions, dropped: dict) -> None:
