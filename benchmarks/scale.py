@@ -152,6 +152,11 @@ class _Sampler(threading.Thread):
 
 def _ray_worker_rss() -> list[int]:
     """Private RSS bytes of each Ray worker process descending from this one (Linux)."""
+    return [_rss(pid) for pid, _ in ray_workers()]
+
+
+def ray_workers() -> list[tuple[int, bytes]]:
+    """(pid, command line) of each Ray worker process descending from this one (Linux)."""
     parents, names = {}, {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -165,7 +170,7 @@ def _ray_worker_rss() -> list[int]:
     ours = {os.getpid()}
     for pid in parents:
         _add_descendants(pid, parents, ours)
-    return [_rss(pid) for pid in ours if names.get(pid, b"").startswith(b"ray::")]
+    return [(pid, names[pid]) for pid in ours if names.get(pid, b"").startswith(b"ray::")]
 
 
 def _add_descendants(pid: int, parents: dict[int, int], ours: set[int]) -> None:

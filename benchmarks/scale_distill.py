@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scale import OBJECT_STORE_BYTES, SAMPLE_SECONDS, _add_descendants, _rss
+from scale import OBJECT_STORE_BYTES, SAMPLE_SECONDS, _rss, ray_workers
 
 from audiodistill.data.audio import SAMPLE_RATE, save_wav
 from audiodistill.data.label_store import SCHEMA, shard_path
@@ -291,7 +291,7 @@ class _Sampler(threading.Thread):
             next_sample = time.monotonic() + SAMPLE_SECONDS
             used = get_memory_info_reply(self.state).store_stats.object_store_bytes_used
             self.store_peak = max(self.store_peak, used)
-            for pid, name in _ray_workers():
+            for pid, name in ray_workers():
                 if name.startswith(b"ray::RayTrainWorker"):
                     self.train_pids.add(pid)
                     self.train_peak = max(self.train_peak, _rss(pid))
@@ -321,24 +321,6 @@ class _Sampler(threading.Thread):
         self.stopped.set()
         self.join()
         self._read_metrics()
-
-
-def _ray_workers() -> list[tuple[int, bytes]]:
-    """(pid, command line) of each Ray worker process descending from this one (Linux)."""
-    parents, names = {}, {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-            names[int(entry.name)] = Path(entry.path, "cmdline").read_bytes()
-        except OSError:  # the process ended meanwhile
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    ours = {os.getpid()}
-    for pid in parents:
-        _add_descendants(pid, parents, ours)
-    return [(pid, names[pid]) for pid in ours if names.get(pid, b"").startswith(b"ray::")]
 
 
 def run_in_fresh_process(spec: dict, log: Path) -> dict:
