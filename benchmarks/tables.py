@@ -213,7 +213,9 @@ def students_now() -> list[str]:
             "runs/quickstart_real/eval_synthetic_report.json",
             "runs/quickstart_real/eval_real_report.json",
             "runs/quickstart_real/quickstart_report.json",
-            taken='2026-12-06, "The main job with recordings"',
+            taken='2026-12-07 on a clean clone of 2034c8d (after the library was regrouped and '
+            'distillation streams its rows); the run before it: 2026-12-06, "The main job with '
+            'recordings"',
         )
         + " Re-measure (the second command reuses the first one's corpus and labels; the "
         "teacher labels the recordings, both students are trained again and everything is "
