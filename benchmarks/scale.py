@@ -72,7 +72,7 @@ def measure(spec: dict) -> dict:
 
     from pipelines.pseudo_label import run
 
-    cluster = _start_ray(spec["nodes"])
+    cluster = start_ray(spec["nodes"])
     sampler = _Sampler(ray.get_runtime_context().gcs_address)
     sampler.start()
     teacher = TeacherOptions(
@@ -107,14 +107,19 @@ def measure(spec: dict) -> dict:
     }
 
 
-def _start_ray(nodes: int):
-    """A local Ray on this machine's CPUs (nodes=0), or a simulated cluster of `nodes` worker
-    nodes with 1 CPU each and a head that runs only the driver."""
+def start_ray(nodes: int, num_cpus: int | None = None):
+    """A local Ray of `num_cpus` CPUs (None: this machine's) when nodes=0, or a simulated
+    cluster of `nodes` worker nodes with 1 CPU each and a head of 0 CPUs that runs only the
+    driver (and a Train controller, which needs none)."""
     import ray
     from ray.cluster_utils import Cluster
 
     if not nodes:
-        ray.init(object_store_memory=OBJECT_STORE_BYTES, logging_level=logging.WARNING)
+        ray.init(
+            num_cpus=num_cpus,
+            object_store_memory=OBJECT_STORE_BYTES,
+            logging_level=logging.WARNING,
+        )
         return None
     head = {"num_cpus": 0, "object_store_memory": OBJECT_STORE_BYTES}
     cluster = Cluster(initialize_head=True, head_node_args=head)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import resource
@@ -54,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scale import OBJECT_STORE_BYTES, SAMPLE_SECONDS, _rss, ray_workers
+from scale import SAMPLE_SECONDS, _rss, ray_workers, start_ray
 
 from audiodistill.data.audio import SAMPLE_RATE, save_wav
 from audiodistill.data.label_store import SCHEMA, shard_path
@@ -170,7 +169,7 @@ def measure(spec: dict) -> dict:
     from audiodistill.training.distill_options import DataOptions, DistillOptions
     from pipelines.distill import run
 
-    cluster = _start_ray(spec["nodes"])
+    cluster = start_ray(spec["nodes"], num_cpus=2)  # the 2 training workers of a local run
     out = Path(spec["out"])
     sampler = _Sampler(ray.get_runtime_context().gcs_address, out / "metrics.jsonl")
     workers = spec["workers"]
@@ -246,23 +245,6 @@ def _samples(steps: list[dict], max_steps: int) -> list[float]:
         out.append(record["samples_per_s"] * seconds)
         previous = record["elapsed_s"]
     return out
-
-
-def _start_ray(nodes: int):
-    """A local Ray of 2 CPUs (nodes=0), or a simulated cluster of `nodes` worker nodes of
-    1 CPU each beside a head that runs only the driver (and the Train controller: 0 CPUs)."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if not nodes:
-        ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, logging_level=logging.WARNING)
-        return None
-    head = {"num_cpus": 0, "object_store_memory": OBJECT_STORE_BYTES}
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    for _ in range(nodes):
-        cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE_BYTES)
-    ray.init(address=cluster.address, logging_level=logging.WARNING)
-    return cluster
 
 
 class _Sampler(threading.Thread):
