@@ -54,6 +54,7 @@ from audiodistill.training.label_rows import (
     load_training_rows,
     stream_training_rows,
     training_row,
+    training_runs,
     worker_of,
 )
 from audiodistill.training.loop import (
@@ -240,9 +241,12 @@ def train_worker(config: dict[str, Any]) -> None:
     _log_progress()
     context = RayTrainContext()
     rng = np.random.default_rng([options.train.seed, context.rank])
+    sources = training_runs(options.data)
 
     def epoch():
-        return stream_training_rows(options.data, context.rank, context.world_size, rng)
+        return stream_training_rows(
+            sources, options.data, context.rank, context.world_size, rng
+        )
 
     metrics_path = Path(config["metrics_path"])
     fit(build_task(options), options.train, epoch, config["dev_rows"], context, metrics_path)

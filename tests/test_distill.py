@@ -22,6 +22,7 @@ from audiodistill.training.label_rows import (
     load_training_rows,
     stream_training_rows,
     training_row,
+    training_runs,
     with_audio,
 )
 from audiodistill.training.loop import (
@@ -191,8 +192,9 @@ def test_workers_stream_exactly_the_driver_rows_between_them(labels_dir, tmp_pat
     full, _ = load_training_rows(options)
     assert "topk_ids" not in light and sorted(light["id"]) == sorted(full["id"])
     assert "topk_ids" in light.attrs["sample"]  # what the task's check reads
+    sources = training_runs(options)
     shares = [
-        list(stream_training_rows(options, rank, 3, np.random.default_rng(rank)))
+        list(stream_training_rows(sources, options, rank, 3, np.random.default_rng(rank)))
         for rank in range(3)
     ]
     assert all(shares) and sorted(r["id"] for s in shares for r in s) == sorted(full["id"])

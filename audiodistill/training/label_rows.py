@@ -129,16 +129,20 @@ def load_training_rows(
 
 
 def stream_training_rows(
-    options: DataOptions, rank: int, workers: int, rng: np.random.Generator
+    sources: TrainingRuns,
+    options: DataOptions,
+    rank: int,
+    workers: int,
+    rng: np.random.Generator,
 ) -> Iterator[dict[str, Any]]:
     """One epoch of worker `rank`'s training rows, read from the label shards as they go.
 
     Every run's shards (each as often as data.repeat says) in a random order, each read a
     record batch at a time and passed through `select_training` (the driver's selection),
     keeping the rows `worker_of` gives this worker: memory holds one record batch, never
-    the corpus. Rows come out as `training_row`s (audio still a path).
+    the corpus. Rows come out as `training_row`s (audio still a path). `sources` is
+    `training_runs(options)`, made once per worker (it reads the holdout manifests).
     """
-    sources = training_runs(options)
     files = [
         (i, path)
         for i, (run, repeat) in enumerate(zip(sources.runs, sources.repeats, strict=True))
