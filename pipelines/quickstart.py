@@ -1,4 +1,4 @@
-"""The main job on embedded defaults: synthesize, pseudo-label, distill two students, evaluate.
+"""The main job on embedded defaults: synthesize, pseudo-label, distill the students, evaluate.
 
 Every stage resumes: a corpus already built with the same options is reused, finished
 pseudo-label shards are skipped, and a distillation run with the same `out` continues from
@@ -33,6 +33,8 @@ class QuickstartOptions:
     whisper_distil: DistillOptions | None = None
     # the streaming CTC student (its `student` and `data.labels` are set here; null: skip)
     streaming: DistillOptions | None = None
+    # the whisper-causal student: streams, with the teacher's decoder (null: skip)
+    whisper_causal: DistillOptions | None = None
     # teacher and students scored on the held-out split (models and data are filled in)
     eval: EvalOptions = field(default_factory=EvalOptions)
     # teachers scored beside the students ("teacher:ct2", "teacher:hf"); the first is the
@@ -68,6 +70,7 @@ def run(options: QuickstartOptions) -> dict[str, Any]:
     for kind, student in (
         ("whisper-distil", options.whisper_distil),
         ("streaming", options.streaming),
+        ("whisper-causal", options.whisper_causal),
     ):
         if student is None:
             continue

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 import numpy as np
 
 from audiodistill.data.audio import SAMPLE_RATE, AudioError, load_audio
+from audiodistill.edge.causal import EXPORT_KIND as CAUSAL_KIND
+from audiodistill.edge.causal import OnnxCausalWhisper
 from audiodistill.edge.recognizer import (
     OnnxStreamingModel,
     OnnxStreamingRecognizer,
@@ -40,8 +42,8 @@ READ_SECONDS = 0.1  # stdin is read this much at a time at most, as soon as any 
 
 def load_export(
     path: str | Path, int8: bool | None = None, threads: int = 1
-) -> OnnxStreamingModel | OnnxWhisper:
-    """Either kind of `audiodistill export` directory, by its config.json. int8 None runs
+) -> OnnxStreamingModel | OnnxWhisper | OnnxCausalWhisper:
+    """Any kind of `audiodistill export` directory, by its config.json. int8 None runs
     the fp32 graphs where the export has them, else the int8 ones (a release ships int8 only)."""
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
@@ -51,6 +53,8 @@ def load_export(
         int8 = "fp32" not in config.get("models", {})
     if config.get("student") == WHISPER_KIND:
         return OnnxWhisper(path, int8, threads)
+    if config.get("student") == CAUSAL_KIND:
+        return OnnxCausalWhisper(path, int8, threads)
     return load_onnx_model(path, int8, threads)  # says what it wants of anything else
 
 
@@ -91,7 +95,7 @@ class WindowEngine:
         self._pieces = []
 
 
-def engine_for(model: OnnxStreamingModel | OnnxWhisper) -> Engine:
+def engine_for(model: OnnxStreamingModel | OnnxWhisper | OnnxCausalWhisper) -> Engine:
     """A fresh engine (one input's stream) on a loaded export."""
     if isinstance(model, OnnxWhisper):
         return WindowEngine(lambda audio: model.transcribe([audio])[0])

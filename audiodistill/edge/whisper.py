@@ -184,7 +184,7 @@ class OnnxWhisper:
     ) -> np.ndarray:
         """[alignment heads, len(ids) + 1, T]: the cross-attention of the steps that
         predicted each token and end-of-text, from one decoder call on prompt + ids."""
-        c, empty = self.config, self._empty_cache()
+        c, empty = self.config, empty_cache(self.config)
         (weights,) = self.decoder.run(
             ["cross_attention"],
             {
@@ -202,52 +202,65 @@ class OnnxWhisper:
     def _greedy(
         self, cross_keys: np.ndarray, cross_values: np.ndarray, max_new_tokens: int
     ) -> list[int]:
-        c = self.config
-        keys = values = self._empty_cache()
-        vocab_mask = None
-        tokens, step_input = [], np.asarray([c["prompt"]], dtype=np.int64)
-        limit = min(max_new_tokens, c["max_target_positions"] - len(c["prompt"]))
-        for step in range(limit):
-            logits, keys, values = self.decoder.run(
-                ["logits", "keys_out", "values_out"],
-                {
-                    "input_ids": step_input,
-                    "cross_keys": cross_keys,
-                    "cross_values": cross_values,
-                    "past_keys": keys,
-                    "past_values": values,
-                },
-            )
-            if vocab_mask is None:
-                vocab_mask = self._masks(logits.shape[-1])
-            scores = np.where(vocab_mask[min(step, 1)], -np.inf, logits[0])
-            chosen = int(scores.argmax())
-            if chosen == c["eot"]:
-                break
-            tokens.append(chosen)
-            excess = loop_excess(tokens)
-            if excess:
-                del tokens[-excess:]
-                break
-            step_input = np.asarray([[chosen]], dtype=np.int64)
-        return tokens
+        return greedy_tokens(self.decoder, self.config, cross_keys, cross_values, max_new_tokens)
 
-    def _empty_cache(self) -> np.ndarray:
-        """The self-attention cache before any token: [layers, 1, heads, 0, head_dim]."""
-        c = self.config
-        shape = (c["cache"]["layers"], 1, c["cache"]["heads"], 0, c["head_dim"])
-        return np.zeros(shape, dtype=np.float32)
 
-    def _masks(self, vocab: int) -> np.ndarray:
-        """[2, vocab] bool: ids suppressed at the first step, and at every later step."""
+def greedy_tokens(
+    decoder: ort.InferenceSession,
+    config: dict,
+    cross_keys: np.ndarray,
+    cross_values: np.ndarray,
+    max_new_tokens: int,
+) -> list[int]:
+    """Greedy token ids (prompt and end-of-text excluded) of an exported decoder step graph
+    reading cross-attention keys and values [layers, 1, heads, T, head_dim]; `config` is
+    the export's (prompt, end-of-text, suppressed ids, cache sizes)."""
+    keys = values = empty_cache(config)
+    vocab_mask = None
+    tokens, step_input = [], np.asarray([config["prompt"]], dtype=np.int64)
+    limit = min(max_new_tokens, config["max_target_positions"] - len(config["prompt"]))
+    for step in range(limit):
+        logits, keys, values = decoder.run(
+            ["logits", "keys_out", "values_out"],
+            {
+                "input_ids": step_input,
+                "cross_keys": cross_keys,
+                "cross_values": cross_values,
+                "past_keys": keys,
+                "past_values": values,
+            },
+        )
+        if vocab_mask is None:
+            vocab_mask = _masks(config, logits.shape[-1])
+        scores = np.where(vocab_mask[min(step, 1)], -np.inf, logits[0])
+        chosen = int(scores.argmax())
+        if chosen == config["eot"]:
+            break
+        tokens.append(chosen)
+        excess = loop_excess(tokens)
+        if excess:
+            del tokens[-excess:]
+            break
+        step_input = np.asarray([[chosen]], dtype=np.int64)
+    return tokens
 
-        def mask(ids) -> np.ndarray:
-            out = np.zeros(vocab, dtype=bool)
-            out[[i for i in ids if 0 <= i < vocab]] = True
-            return out
 
-        never = mask(self.config["suppress"])
-        return np.stack([never | mask(self.config["suppress_begin"]), never])
+def empty_cache(config: dict) -> np.ndarray:
+    """The self-attention cache before any token: [layers, 1, heads, 0, head_dim]."""
+    shape = (config["cache"]["layers"], 1, config["cache"]["heads"], 0, config["head_dim"])
+    return np.zeros(shape, dtype=np.float32)
+
+
+def _masks(config: dict, vocab: int) -> np.ndarray:
+    """[2, vocab] bool: ids suppressed at the first step, and at every later step."""
+
+    def mask(ids) -> np.ndarray:
+        out = np.zeros(vocab, dtype=bool)
+        out[[i for i in ids if 0 <= i < vocab]] = True
+        return out
+
+    never = mask(config["suppress"])
+    return np.stack([never | mask(config["suppress_begin"]), never])
 
 
 def _windows(audio: np.ndarray) -> list[np.ndarray]:

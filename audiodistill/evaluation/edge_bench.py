@@ -111,6 +111,7 @@ def bench_audio(seconds: float = BENCH_SECONDS, seed: int = BENCH_SEED) -> np.nd
 
 def _load_onnx(options: BenchOptions) -> LoadedModel:
     start = time.perf_counter()
+    from audiodistill.edge.causal import OnnxCausalWhisper
     from audiodistill.edge.transcribe import load_export
     from audiodistill.edge.whisper import OnnxWhisper
 
@@ -119,6 +120,9 @@ def _load_onnx(options: BenchOptions) -> LoadedModel:
     if isinstance(model, OnnxWhisper):
         timed_pass, kind, chunk_ms = partial(_utterance_pass, model), "whisper-distil", None
         files = model.model_files
+    elif isinstance(model, OnnxCausalWhisper):
+        chunk_ms, kind, files = model.chunk_ms, "whisper-causal", model.model_files
+        timed_pass = partial(_chunk_pass, model.recognizer(), chunk_ms)
     else:
         chunk_ms, kind, files = int(model.config["chunk_ms"]), "streaming", [model.model_path]
         timed_pass = partial(_chunk_pass, model.recognizer(), chunk_ms)

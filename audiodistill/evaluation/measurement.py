@@ -36,6 +36,7 @@ from audiodistill.progress import Progress
 AGREEMENT = "agreement_wer"  # ModelReport.metric of scores against the first model
 # config.json "student" of `audiodistill export` directories (edge/recognizer.py, edge/whisper.py)
 ONNX_STREAMING, ONNX_WHISPER = "streaming-onnx", "whisper-distil-onnx"
+ONNX_CAUSAL = "whisper-causal-onnx"
 
 
 @dataclass
@@ -228,6 +229,8 @@ def _student(path: str, threads: int) -> EvalModel:
     student = load_model(path)
     kind = json.loads((Path(path) / "config.json").read_text())["student"]
     streaming = kind == "streaming"
+    # streams chunk by chunk (accept/finalize): the streaming students and whisper-causal
+    recognizer = getattr(student, "recognizer", None)
     return EvalModel(
         name=Path(path).name if Path(path).name != "model" else Path(path).parent.name,
         kind=kind,
@@ -235,8 +238,8 @@ def _student(path: str, threads: int) -> EvalModel:
         size_bytes=directory_size(path),
         transcribe=student.transcribe,
         takes_prompt=not streaming,
-        recognizer=student.recognizer if streaming else None,
-        chunk_ms=student.model.config.chunk_ms if streaming else 0,
+        recognizer=recognizer,
+        chunk_ms=student.model.config.chunk_ms if streaming else getattr(student, "chunk_ms", 0),
         # streaming students time words from a live stream's frames (serving.ServedModel)
         transcribe_words=None if streaming else getattr(student, "transcribe_words", None),
     )
@@ -278,6 +281,7 @@ def onnx_parameters(path: str | Path) -> int:
 def _onnx_export(path: str, threads: int) -> EvalModel:
     """An `audiodistill export` directory, run by the edge runtime: its int8 graph when it
     has one (what a release ships), else fp32."""
+    from audiodistill.edge.causal import OnnxCausalWhisper
     from audiodistill.edge.recognizer import EXPORT_KIND, load_onnx_model
     from audiodistill.edge.whisper import OnnxWhisper
 
@@ -301,6 +305,10 @@ def _onnx_export(path: str, threads: int) -> EvalModel:
             recognizer=model.recognizer,
             chunk_ms=int(config["chunk_ms"]),
         )
+    if config["student"] == ONNX_CAUSAL:
+        causal = OnnxCausalWhisper(path, int8=int8, threads=threads)
+        return EvalModel(name, "whisper-causal", parameters, size, causal.transcribe,
+                         recognizer=causal.recognizer, chunk_ms=causal.chunk_ms)  # fmt: skip
     model = OnnxWhisper(path, int8=int8, threads=threads)
     kind, words = "whisper-distil", model.transcribe_words
     return EvalModel(name, kind, parameters, size, model.transcribe, transcribe_words=words)
@@ -329,7 +337,7 @@ def load_eval_model(
             f"{spec}: not a model (want teacher:ct2, teacher:hf, or a model directory)"
         )
     student = json.loads(config.read_text()).get("student")
-    if student in (ONNX_STREAMING, ONNX_WHISPER):
+    if student in (ONNX_STREAMING, ONNX_WHISPER, ONNX_CAUSAL):
         return _onnx_export(spec, threads)
     if student:
         return _student(spec, threads)

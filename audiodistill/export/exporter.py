@@ -1,8 +1,10 @@
 """`audiodistill export`: a trained student as a self-contained ONNX directory.
 
 Streaming students export one chunk step of their encoder (export/streaming_onnx.py);
-whisper-distil students an encoder and a decoder step graph (export/whisper_onnx.py). Both
-directories hold a config.json that the edge runtime (audiodistill.edge) reads first.
+whisper-distil students an encoder and a decoder step graph (export/whisper_onnx.py);
+whisper-causal students an encoder step, a cross-attention and a decoder step graph
+(export/causal_onnx.py). Every directory holds a config.json that the edge runtime
+(audiodistill.edge) reads first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from audiodistill.progress import Stages
 from audiodistill.students.streaming import STUDENT_KIND
 
 WHISPER_KIND = "whisper-distil"  # config.json "student" of a saved whisper-distil student
+CAUSAL_KIND = "whisper-causal"  # ... of a saved whisper-causal student
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,15 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
     Streaming students as described above; whisper-distil students as an encoder and a
     decoder graph (audiodistill/export/whisper_onnx.py).
     """
-    if student_kind(model_dir) == WHISPER_KIND:
+    kind = student_kind(model_dir)
+    if kind == WHISPER_KIND:
         from audiodistill.export.whisper_onnx import export_whisper_onnx
 
         return export_whisper_onnx(model_dir, out_dir, int8)
+    if kind == CAUSAL_KIND:
+        from audiodistill.export.causal_onnx import export_causal_onnx
+
+        return export_causal_onnx(model_dir, out_dir, int8)
     return export_streaming_onnx(model_dir, out_dir, int8)
 
 
@@ -55,10 +63,10 @@ def student_kind(model_dir: str | Path) -> str:
     if not config_path.is_file():
         raise ModelError(f"{model_dir}: not a saved student (no {CONFIG_FILE})")
     kind = json.loads(config_path.read_text()).get("student")
-    if kind not in (STUDENT_KIND, WHISPER_KIND):
+    if kind not in (STUDENT_KIND, WHISPER_KIND, CAUSAL_KIND):
         raise ModelError(
-            f"{model_dir}: ONNX export takes {STUDENT_KIND} or {WHISPER_KIND} students, "
-            f"not {kind!r}"
+            f"{model_dir}: ONNX export takes {STUDENT_KIND}, {WHISPER_KIND} or {CAUSAL_KIND} "
+            f"students, not {kind!r}"
         )
     return kind
 

@@ -145,15 +145,15 @@ def export_whisper_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool =
     out.mkdir(parents=True, exist_ok=True)
     prompt = prompt_ids(model.generation_config)
     _export_encoder(model, out / ENCODER_FILE)
-    _export_decoder(model, prompt, out / DECODER_FILE)
+    export_decoder(model, prompt, out / DECODER_FILE)
     models = {"fp32": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE}}
     if int8:
-        models["int8"] = _quantize(out, models["fp32"])
+        models["int8"] = quantize_graphs(out, models["fp32"])
     for name in PROCESSOR_FILES:
         if (Path(model_dir) / name).is_file():
             shutil.copyfile(Path(model_dir) / name, out / name)
     decoding_tokenizer(Path(model_dir) / TOKENIZER_FILE, out / TOKENIZER_FILE)
-    config = _export_config(model, prompt, models)
+    config = decoder_config(model, prompt, models)
     (out / "config.json").write_text(json.dumps(config, indent=1))
     return config
 
@@ -166,7 +166,7 @@ def _export_encoder(model: nn.Module, path: Path) -> None:
     trace_to_onnx(EncoderGraph(model).eval(), (features,), path, ["features"], outputs, dynamic)
 
 
-def _export_decoder(model: nn.Module, prompt: list[int], path: Path) -> None:
+def export_decoder(model: nn.Module, prompt: list[int], path: Path) -> None:
     cfg = model.config
     head_dim = cfg.d_model // cfg.decoder_attention_heads
     cache_shape = (cfg.decoder_layers, 1, cfg.decoder_attention_heads)
@@ -185,7 +185,7 @@ def _export_decoder(model: nn.Module, prompt: list[int], path: Path) -> None:
     trace_to_onnx(DecoderStepGraph(model).eval(), example, path, inputs, outputs, dynamic)
 
 
-def _quantize(out: Path, fp32: dict[str, str]) -> dict[str, str]:
+def quantize_graphs(out: Path, fp32: dict[str, str]) -> dict[str, str]:
     int8 = {part: name.replace(".onnx", ".int8.onnx") for part, name in fp32.items()}
     for part, name in fp32.items():
         quantize_int8(out / name, out / int8[part])
@@ -201,8 +201,9 @@ def decoding_tokenizer(src: Path, dst: Path) -> None:
     dst.write_text(json.dumps(slim, ensure_ascii=False))
 
 
-def _export_config(model: nn.Module, prompt: list[int], models: dict) -> dict:
-    """config.json: the files, and what greedy decoding needs besides the graphs."""
+def decoder_config(model: nn.Module, prompt: list[int], models: dict) -> dict:
+    """config.json: the files, and what greedy decoding needs besides the graphs (the
+    decoder's part is shared by whisper-causal exports, export/causal_onnx.py)."""
     cfg, generation = model.config, model.generation_config
     return {
         "student": EXPORT_KIND,

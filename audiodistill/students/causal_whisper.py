@@ -272,6 +272,14 @@ class CausalWhisperEncoder(nn.Module):
         """One chunk: features [B, n + 1, n_mels] (the chunk's n frames, n even, then one
         lookahead frame; a stream's last step passes zeros as the lookahead, the padding
         the whole-utterance convolution sees) -> logits [B, n / 2, V] and the new state."""
+        states, new_state = self.step_states(features, state)
+        return self.head(states), new_state
+
+    def step_states(
+        self, features: torch.Tensor, state: StreamingState
+    ) -> tuple[torch.Tensor, StreamingState]:
+        """`step` without the CTC head: final states [B, n / 2, D] and the new state (what a
+        decoder reading the encoder, students/whisper_causal.py, needs)."""
         frames = torch.cat([state.conv[0], features], dim=1)  # [B, 2 + n + 1, n_mels]
         x = frames.transpose(1, 2) * FEATURE_SCALE  # [B, n_mels, 2 + n + 1]
         h = F.gelu(F.conv1d(x, self.conv1.weight, self.conv1.bias))  # [B, D, n + 1]
@@ -292,7 +300,7 @@ class CausalWhisperEncoder(nn.Module):
             conv=frames[None, :, -1 - STEM_CONTEXT : -1],  # the chunk's last two frames
             offset=state.offset + new,
         )
-        return self.head(states), new_state
+        return states, new_state
 
 
 def step_mask(offset: torch.Tensor, new: int, cached: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from audiodistill.config import ConfigError
 from audiodistill.students.codec_student import CodecOptions
 from audiodistill.students.fake_student import FakeStudentOptions
 from audiodistill.students.streaming_task import StreamingOptions
+from audiodistill.students.whisper_causal import WhisperCausalOptions
 from audiodistill.students.whisper_distil import WhisperDistilOptions
 
 if TYPE_CHECKING:
@@ -50,6 +51,13 @@ STUDENT_KINDS = {
         WhisperDistilOptions,
         "audiodistill.students.whisper_distil:WhisperDistilTask",
         "audiodistill.students.whisper_distil:WhisperDistilModel",
+    ),
+    # the teacher's encoder made causal in chunks, read by K of the teacher's decoder layers
+    "whisper-causal": StudentKind(
+        "whisper_causal",
+        WhisperCausalOptions,
+        "audiodistill.students.whisper_causal:WhisperCausalTask",
+        "audiodistill.students.whisper_causal:WhisperCausalModel",
     ),
     # a smaller neural audio codec distilled from a codec teacher
     "codec": StudentKind(

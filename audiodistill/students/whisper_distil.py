@@ -228,6 +228,21 @@ def log_mel(feature_extractor, audios: Sequence[np.ndarray], tail_seconds: float
     return out.input_features
 
 
+def check_tokenizer(labels, tokenizer) -> None:
+    """ValueError unless the labels' token ids mean their text to the student's tokenizer
+    (they come from a teacher with the same vocabulary)."""
+    sample = labels[labels["error"].isna()].head(20)
+    agree = sum(
+        tokenizer.decode(list(ids), skip_special_tokens=True).strip() == text.strip()
+        for ids, text in zip(sample["token_ids"], sample["text"], strict=True)
+    )
+    if len(sample) and agree < len(sample) / 2:
+        raise ValueError(
+            f"the student's tokenizer decodes only {agree} of {len(sample)} pseudo-labels "
+            "back to their text: the labels come from a teacher with another tokenizer"
+        )
+
+
 def pad_targets(rows: Sequence[dict], prompt: list[int], eot: int, top_k: int | None):
     """Teacher-forcing tensors from pseudo-label rows.
 
@@ -322,18 +337,7 @@ class WhisperDistilTask:
                 "whisper-distil with beta_kd > 0 needs soft targets: pseudo-label with the "
                 "transformers backend (teacher.backend=hf), or set whisper_distil.beta_kd=0"
             )
-        # the labels' token ids must mean the same text to the student's tokenizer
-        sample = labels[labels["error"].isna()].head(20)
-        decode = self.processor.tokenizer.decode
-        agree = sum(
-            decode(list(ids), skip_special_tokens=True).strip() == text.strip()
-            for ids, text in zip(sample["token_ids"], sample["text"], strict=True)
-        )
-        if len(sample) and agree < len(sample) / 2:
-            raise ValueError(
-                f"the student's tokenizer decodes only {agree} of {len(sample)} pseudo-labels "
-                "back to their text: the labels come from a teacher with another tokenizer"
-            )
+        check_tokenizer(labels, self.processor.tokenizer)
 
     @property
     def caching(self) -> bool:

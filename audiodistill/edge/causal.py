@@ -1,0 +1,214 @@
+"""Streaming a whisper-causal student (numpy only): the recognizer, and its ONNX runtime.
+
+The student (audiodistill/students/whisper_causal.py) is the teacher's encoder made causal in
+chunks, read by the teacher's decoder. A stream runs the encoder chunk by chunk as audio
+arrives and keeps its states; the decoder reads them, filled to Whisper's 30 s window with the
+encoder's states for silence, after a short silent tail at the end of audio. Audio longer
+than one window is cut into pieces of `piece_samples(tail)`, each decoded on its own.
+
+`CausalRecognizer` is that logic once, over an engine (the torch student, or
+`OnnxCausalWhisper` on the three graphs `audiodistill export` writes: encoder step,
+cross-attention keys/values, decoder step).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from audiodistill.data.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.edge.features import FRAMES_PER_SECOND, ChunkQueue, FeatureStreamer, Step
+from audiodistill.edge.whisper import ByteBPEDecoder, greedy_tokens
+from audiodistill.errors import ModelError
+
+EXPORT_KIND = "whisper-causal-onnx"  # config.json "student" of the export
+WINDOW_POSITIONS = 1500  # encoder frames (20 ms) the decoder reads: Whisper's 30 s window
+PAD_SAMPLES = N_FFT // 2  # zeros before the audio: frame i centres on sample 160 i
+# audio samples whose log-mel has exactly 2 x WINDOW_POSITIONS frames: a silent window
+SILENCE_SAMPLES = (2 * WINDOW_POSITIONS - 1) * HOP_LENGTH + N_FFT - PAD_SAMPLES
+
+
+def piece_samples(tail_seconds: float) -> int:
+    """Longest audio one window decodes: the window less the front end's padding and the
+    tail (longer audio is cut into pieces of this length)."""
+    return SILENCE_SAMPLES - int(tail_seconds * SAMPLE_RATE) - HOP_LENGTH
+
+
+class CausalEngine(Protocol):
+    """What a recognizer needs from a whisper-causal model (torch or ONNX)."""
+
+    tail_seconds: float  # silence encoded after a piece's audio before it is decoded
+
+    def feature_streamer(self) -> FeatureStreamer: ...
+
+    def chunk_queue(self) -> ChunkQueue: ...
+
+    def init_state(self): ...
+
+    def step(self, features: np.ndarray, state) -> tuple[np.ndarray, object]:
+        """features [n + lookahead, n_mels] -> encoder states [n / 2, D], the next state."""
+        ...
+
+    def decode(self, states: np.ndarray) -> str:
+        """The text of one piece's encoder states [T, D] (T <= WINDOW_POSITIONS)."""
+        ...
+
+
+class CausalRecognizer:
+    """One audio stream: PCM pieces in; the encoder runs each chunk as soon as its audio
+    (and 10 ms of lookahead) has arrived, and the decoder reads the states so far.
+
+    `accept` returns the partial text, decoded again whenever `partial_seconds` of new audio
+    have been encoded since the last decode (0: never). `finalize` encodes the silent tail,
+    decodes and resets. Pieces are cut where the whole-clip path cuts them, so the final
+    text equals that path's up to float rounding.
+    """
+
+    def __init__(self, engine: CausalEngine, partial_seconds: float = 1.0):
+        self.engine = engine
+        # encoder frames (20 ms) of new audio between partial decodes
+        self.partial_frames = int(partial_seconds * FRAMES_PER_SECOND / 2)
+        self._done: list[str] = []  # text of finished pieces
+        self._reset_piece()
+
+    def _reset_piece(self) -> None:
+        self._features = self.engine.feature_streamer()
+        self._queue = self.engine.chunk_queue()
+        self._state = self.engine.init_state()
+        self._states: list[np.ndarray] = []  # [n, D] per step
+        self._frames = self._samples = self._decoded_at = 0
+        self._partial = ""
+
+    def accept(self, pcm: np.ndarray) -> str:
+        """Feed 16 kHz float32 samples (any count); return the partial text so far."""
+        pcm = np.asarray(pcm, np.float32).reshape(-1)
+        limit = piece_samples(self.engine.tail_seconds)
+        while len(pcm):
+            take = pcm[: limit - self._samples]
+            pcm = pcm[len(take) :]
+            self._push(take)
+            if self._samples == limit:
+                self._done.append(self._finish_piece())
+        if self.partial_frames and self._frames - self._decoded_at >= self.partial_frames:
+            self._partial, self._decoded_at = self._decode(), self._frames
+        return " ".join([*self._done, self._partial]).strip()
+
+    def finalize(self) -> str:
+        """The final text of the stream; resets for the next one."""
+        if self._samples or not self._done:
+            self._done.append(self._finish_piece())
+        text = " ".join(t for t in self._done if t).strip()
+        self._done = []
+        return text
+
+    def end_segment(self) -> str:
+        """The text so far as final (a pause ends a segment, edge/transcribe.py sessions);
+        the next audio starts a fresh stream, as the silence between them would leave it."""
+        return self.finalize()
+
+    def _push(self, pcm: np.ndarray) -> None:
+        self._samples += len(pcm)
+        for step in self._queue.push(np.asarray(self._features.accept(pcm))):
+            self._run(step)
+
+    def _finish_piece(self) -> str:
+        self._push(np.zeros(int(self.engine.tail_seconds * SAMPLE_RATE), np.float32))
+        last = self._queue.flush()
+        if last is not None:
+            self._run(last)
+        text = self._decode()
+        self._reset_piece()
+        return text
+
+    def _run(self, step: Step) -> None:
+        # a piece ends before Whisper's 1500 positions, so the queue never restarts a state
+        states, self._state = self.engine.step(step.features, self._state)
+        self._states.append(states)
+        self._frames += len(states)
+
+    def _decode(self) -> str:
+        if not self._states:
+            return ""
+        return self.engine.decode(np.concatenate(self._states))
+
+
+class OnnxCausalWhisper:
+    """An exported whisper-causal student on ONNX Runtime: a `CausalEngine`, plus
+    `transcribe` and `recognizer`."""
+
+    def __init__(self, path: str | Path, int8: bool = False, threads: int = 1):
+        path = Path(path)
+        self.config = json.loads((path / "config.json").read_text())
+        if self.config.get("student") != EXPORT_KIND:
+            raise ModelError(f"{path}: not a whisper-causal ONNX export")
+        kind = "int8" if int8 else "fp32"
+        if kind not in self.config["models"]:
+            raise ModelError(
+                f"{path}: no {kind} model (it has {', '.join(self.config['models'])}); "
+                "`audiodistill export --int8` makes one"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        files = self.config["models"][kind]
+        self.model_files = [path / files[part] for part in ("encoder", "cross", "decoder")]
+        self.encoder, self.cross, self.decoder = (
+            ort.InferenceSession(str(f), options, providers=["CPUExecutionProvider"])
+            for f in self.model_files
+        )
+        self.tokenizer = ByteBPEDecoder(path / self.config["tokenizer"])
+        self.tail_seconds = float(self.config["tail_seconds"])
+        self.chunk_ms = int(self.config["chunk_ms"])
+        self.silence = self._silence()  # [1500, D] the encoder's states for a silent window
+
+    def feature_streamer(self) -> FeatureStreamer:
+        return FeatureStreamer(pad_samples=PAD_SAMPLES)
+
+    def chunk_queue(self) -> ChunkQueue:
+        c = self.config
+        return ChunkQueue(c["chunk_frames"], c["lookahead_frames"], c["subsampling"],
+                          c["model_config"]["n_mels"])  # fmt: skip
+
+    def init_state(self) -> dict[str, np.ndarray]:
+        return {
+            s["name"]: np.zeros(s["shape"], dtype=np.dtype(s["dtype"]))
+            for s in self.config["state"]
+        }
+
+    def step(self, features: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+        names = [self.config["states_output"], *(s["output"] for s in self.config["state"])]
+        feeds = {self.config["features_input"]: features[None].astype(np.float32), **state}
+        states, *new = self.encoder.run(names, feeds)
+        return states[0], {s["name"]: a for s, a in zip(self.config["state"], new, strict=True)}
+
+    def decode(self, states: np.ndarray) -> str:
+        window = np.concatenate([states, self.silence[len(states) :]])[None]  # [1, 1500, D]
+        keys, values = self.cross.run(None, {"window": window.astype(np.float32)})
+        ids = greedy_tokens(self.decoder, self.config, keys, values, self.config["max_new_tokens"])
+        return self.tokenizer.decode(ids).strip()
+
+    def recognizer(self, partial_seconds: float = 1.0) -> CausalRecognizer:
+        return CausalRecognizer(self, partial_seconds)
+
+    def transcribe(self, audios: list[np.ndarray]) -> list[str]:
+        """Whole clips through the streaming path, one at a time (16 kHz float32)."""
+        recognizer = self.recognizer(partial_seconds=0)
+        texts = []
+        for audio in audios:
+            recognizer.accept(audio)
+            texts.append(recognizer.finalize())
+        return texts
+
+    def _silence(self) -> np.ndarray:
+        streamer, queue, state = self.feature_streamer(), self.chunk_queue(), self.init_state()
+        steps = queue.push(streamer.accept(np.zeros(SILENCE_SAMPLES, np.float32)))
+        states = []
+        for step in [*steps, queue.flush()]:
+            if step is not None:
+                out, state = self.step(step.features, state)
+                states.append(out)
+        return np.concatenate(states)[:WINDOW_POSITIONS]

@@ -1,0 +1,155 @@
+"""The whisper-causal student: the teacher's encoder under a chunk mask, read by its decoder."""
+
+import numpy as np
+import pytest
+import torch
+
+from audiodistill.students.whisper_causal import (
+    WhisperCausalOptions,
+    WhisperCausalTask,
+    chunk_frames,
+    features_of,
+    piece_samples,
+)
+
+
+def _rows(task: WhisperCausalTask, sentences, clips) -> list[dict]:
+    """Training rows as pseudo-labels give them: text and the teacher tokenizer's ids."""
+    tokenizer = task.processor.tokenizer
+    return [
+        {
+            "id": str(i),
+            "audio": clips[i],
+            "duration": len(clips[i]) / 16_000,
+            "text": sentences[i],
+            "token_ids": tokenizer.encode(" " + sentences[i], add_special_tokens=False),
+        }
+        for i in range(2)
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(speech, tmp_path_factory):
+    """A student trained for a few steps on two clips (the default recipe: cross-attention
+    and, gently, the encoder), saved and loaded back; losses on the batch before and after."""
+    from audiodistill.students.registry import load_model
+    from audiodistill.training.distill_options import TrainOptions
+    from audiodistill.training.loop import make_optimizer, train_step
+
+    torch.manual_seed(0)
+    task = WhisperCausalTask(WhisperCausalOptions(chunk_ms=(320,)))
+    rows = _rows(task, *speech)
+    model = task.build()
+    options = TrainOptions(lr=3e-4, warmup_steps=1, max_steps=4)
+    optimizer, scheduler = make_optimizer(model, options, task.lr_scale)
+    batch = task.collate(rows)
+    with torch.no_grad():
+        before = float(task.loss(model, batch)[0])
+    for _ in range(4):
+        train_step(model, task, batch, optimizer, scheduler, grad_clip=1.0)
+    with torch.no_grad():
+        losses = (before, float(task.loss(model, batch)[0]))
+    out = tmp_path_factory.mktemp("whisper_causal")
+    task.save(model, out)
+    return task, model, rows, losses, load_model(out), out
+
+
+def test_training_lowers_the_loss_and_the_teachers_targets_stay_fixed(trained):
+    """The encoder trains (encoder_lr 0.1), while the teacher's targets come from a fixed
+    copy of the teacher's encoder."""
+    task, model, _, losses, _, _ = trained
+    assert losses[-1] < losses[0], losses
+    untrained = task.build().encoder.state_dict()
+    teacher = task._teacher_encoder.state_dict()
+    kept = [n for n in untrained if not n.startswith("head.")]  # the CTC head is unused
+    assert any(not torch.equal(model.encoder.state_dict()[n], untrained[n]) for n in kept)
+    assert all(torch.equal(teacher[n], untrained[n]) for n in kept)
+
+
+def test_saved_student_transcribes_as_it_trained(trained):
+    task, model, rows, _, loaded, _ = trained
+    audios = [r["audio"] for r in rows]
+    whole = task.transcribe(model, audios)
+    assert all(len(text.split()) >= 3 for text in whole), whole
+    assert loaded.transcribe(audios) == whole
+
+
+def test_streamed_chunk_by_chunk_it_gives_the_whole_utterance_text(trained):
+    _, _, rows, _, loaded, _ = trained
+    whole = loaded.transcribe([r["audio"] for r in rows])
+    recognizer = loaded.recognizer()
+    for row, expected in zip(rows, whole, strict=True):
+        partials = [
+            recognizer.accept(row["audio"][start : start + 1_234])
+            for start in range(0, len(row["audio"]), 1_234)
+        ]
+        assert any(partials), "a partial text once a second of audio is encoded"
+        assert recognizer.finalize() == expected
+
+
+def test_a_stream_longer_than_the_window_is_decoded_in_the_same_pieces(trained):
+    _, _, rows, _, loaded, _ = trained
+    audio = np.concatenate([rows[0]["audio"], rows[1]["audio"]] * 4)
+    reps = -(-piece_samples(loaded.options.tail_seconds) // len(audio)) + 1
+    audio = np.tile(audio, reps)[: piece_samples(loaded.options.tail_seconds) + 3 * 16_000]
+    whole = loaded.transcribe([audio])[0]
+    recognizer = loaded.recognizer(chunk_ms=320)
+    recognizer.partial_frames = 0  # partials do not change the final text; they cost time
+    for start in range(0, len(audio), 16_000):
+        recognizer.accept(audio[start : start + 16_000])
+    assert recognizer.finalize() == whole
+
+
+def test_untrained_with_full_context_the_decoder_reads_the_teachers_states(speech):
+    """Built from the teacher, the full-context window is what the teacher's own encoder gives
+    on the student's front end, filled with its silence."""
+    task = WhisperCausalTask()
+    model = task.build().eval()
+    features, lengths = features_of(speech[1][:1], tail_seconds=1.0)
+    with torch.no_grad():
+        window = model.window(features, lengths, None, model.silence(None))
+        states, out_lengths = model.encoder.encode(features, lengths, None)
+        chunk = chunk_frames(320)
+        chunked = model.window(features, lengths, chunk, model.silence(chunk))
+    n = int(out_lengths[0])
+    assert window.shape == (1, 1500, states.shape[2])
+    assert torch.equal(window[:, :n], states[:, :n])
+    similarity = torch.cosine_similarity(chunked[0, :n], states[0, :n], dim=-1)
+    assert 0.5 < similarity.mean() < 0.999  # the chunk mask changes the states, not wholly
+
+
+def test_cross_attention_recipe_trains_only_what_reads_the_encoder():
+    options = WhisperCausalOptions(decoder_trains="cross_attention", encoder_lr=0.0)
+    model = WhisperCausalTask(options).build()
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(".encoder_attn" in name for name in trained), sorted(trained)[:5]
+    assert any("encoder_attn_layer_norm" in name for name in trained)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("chunk_ms", (310,)), ("eval_chunk_ms", 10), ("tail_seconds", -1.0)]
+)
+def test_options_reject_bad_values(field, value):
+    with pytest.raises(ValueError, match="whisper_causal"):
+        WhisperCausalOptions(**{field: value})
+
+
+def test_onnx_export_streams_the_torch_students_text(trained, tmp_path):
+    """fp32 graphs give the torch student's text, whole clips and streamed; int8 ones come
+    within a word or two (a released student ships those)."""
+    from audiodistill.edge.causal import OnnxCausalWhisper
+    from audiodistill.evaluation.wer import corpus_wer
+    from audiodistill.export.exporter import export_onnx
+
+    _, _, rows, _, loaded, saved = trained
+    audios = [r["audio"] for r in rows]
+    whole = loaded.transcribe(audios)
+    export_onnx(saved, tmp_path / "onnx", int8=True)
+    fp32 = OnnxCausalWhisper(tmp_path / "onnx")
+    assert fp32.transcribe(audios) == whole
+    recognizer = fp32.recognizer()
+    for start in range(0, len(audios[0]), 2_000):
+        recognizer.accept(audios[0][start : start + 2_000])
+    assert recognizer.finalize() == whole[0]
+    int8 = OnnxCausalWhisper(tmp_path / "onnx", int8=True)
+    assert corpus_wer(whole, int8.transcribe(audios)).wer < 0.25
