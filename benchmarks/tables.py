@@ -153,13 +153,13 @@ def students_now() -> list[str]:
     real = load("runs/quickstart_real/eval_real_report.json")
     run = load("runs/quickstart_real/quickstart_report.json")
     steps = {s["student"]: s for s in run["students"]}
-    kinds = {"whisper-distil": "whisper-distil", "streaming": "streaming"}
+    kinds = ("whisper-distil", "streaming", "whisper-causal")
     rows = []
     for m in synth["models"]:
         r = model(real, m["name"])
         name = m["name"]
         if m["kind"] in kinds:
-            s = steps[kinds[m["kind"]]]
+            s = steps[m["kind"]]
             name += f" ({s['steps']} steps, best dev at {s['best_step']})"
         delta = (
             ""
@@ -218,7 +218,7 @@ def students_now() -> list[str]:
             'recordings"',
         )
         + " Re-measure (the second command reuses the first one's corpus and labels; the "
-        "teacher labels the recordings, both students are trained again and everything is "
+        "teacher labels the recordings, the students are trained again and everything is "
         "scored on both test splits):",
         "",
         *code(
@@ -271,6 +271,14 @@ RELEASED = [
         "whisper-tiny-en-streaming (onnx int8)",
         "release_stream_synth",
         "whisper-tiny-en-streaming (onnx int8)",
+    ),
+    ("whisper-causal long, torch (320 ms chunks)", "causal_real", "whisper_causal", None, None),
+    (
+        "`models/whisper-tiny-en-causal` (int8 ONNX, 320 ms chunks)",
+        "causal_real",
+        "whisper-tiny-en-causal (onnx int8)",
+        "causal_synth",
+        "whisper-tiny-en-causal (onnx int8)",
     ),
 ]
 
@@ -329,9 +337,14 @@ def released() -> list[str]:
         "sl1750_real_test",
         "release_stream_real",
         "release_stream_synth",
+        "causal_real",
+        "causal_synth",
     ]
     lines += [
-        sources(*(f"eval/{n}/report.json" for n in names), taken='2026-12-06, "On real recordings"')
+        sources(
+            *(f"eval/{n}/report.json" for n in names),
+            taken='2026-12-06, "On real recordings" (causal_*: 2026-12-07, "whisper-causal")',
+        )
         + f" The recordings' manifest: `audiodistill manifest source={REAL_SAMPLE} "
         "out=data/real/manifest.jsonl dev_fraction=0.08 test_fraction=0.16`, labelled by "
         "`audiodistill pseudo-label --config configs/pseudo_label/tiny_en_hf.yaml "
@@ -370,6 +383,13 @@ def readme_table() -> list[str]:
     st = model(st_real, "whisper-tiny-en-streaming (onnx int8)")
     st_s = model(st_synth, "whisper-tiny-en-streaming (onnx int8)")
     sl_torch = model(sl, "sl_1750")
+    wc_real, wc_synth = eval_report("causal_real"), eval_report("causal_synth")
+    wc = model(wc_real, "whisper-tiny-en-causal (onnx int8)")
+    wc_torch, wc_ctc = (
+        model(wc_real, "whisper_causal"),
+        model(wc_real, "whisper-tiny-en-streaming (onnx int8)"),
+    )
+    wc_s = model(wc_synth, "whisper-tiny-en-causal (onnx int8)")
     rows = [
         [
             "`models/whisper-tiny-en-distil` (3 decoder layers, int8 ONNX)",
@@ -380,6 +400,17 @@ def readme_table() -> list[str]:
             f"{times(plain['rtf'] / wd_torch['rtf'])}, {times(fill['rtf'] / wd_torch['rtf'])} vs "
             "the filled teacher)",
             f"{wd_onnx['size_mb']:.1f} MB",
+        ],
+        [
+            "`models/whisper-tiny-en-causal` (the teacher's encoder made causal, read by the "
+            "teacher's decoder, int8 ONNX)",
+            f"{pct(wc['wer'])} (its torch weights {pct(wc_torch['wer'])}; the CTC student in "
+            f"the same run: {pct(wc_ctc['wer'])})",
+            f"{pct(wc_s['wer'])} (teacher {pct(wc_synth['models'][0]['wer'])})",
+            f"{times(wc_real['models'][0]['rtf'] / wc['rtf'])} the teacher's speed streamed "
+            f"(torch: {times(wc_real['models'][0]['rtf'] / wc_torch['rtf'])}); end of audio to "
+            f"final p50 {ms(wc['final_latency_p50_s'])} ms",
+            f"{wc['size_mb']:.1f} MB",
         ],
         [
             "`models/whisper-tiny-en-streaming` (the teacher's encoder made causal, CTC + LM, "
@@ -405,7 +436,8 @@ def readme_table() -> list[str]:
             rows,
         ),
         "From `benchmarks/results/eval/` (wd_long_real, wd_long_synth, sl1750_real_test, "
-        "release_stream_real, release_stream_synth); the commands that re-measure them: "
+        "release_stream_real, release_stream_synth, causal_real, causal_synth); the commands "
+        "that re-measure them: "
         '[docs/benchmarks.md](docs/benchmarks.md), "The released students".',
         README_END,
     ]
@@ -447,6 +479,7 @@ def released_targets() -> list[str]:
             f"agreement {pct(stream['wer'])}",
             "**no** (an agreement near 15% would be needed)",
         ],
+        *causal_targets(),
         [
             "whisper-distil",
             "speed-up vs the plain teacher >= 2.5x",
@@ -474,6 +507,41 @@ def released_targets() -> list[str]:
     ]
 
 
+def causal_targets() -> list[list[str]]:
+    """Issue 17's streaming targets for the whisper-causal student (causal_real)."""
+    wc = eval_report("causal_real")
+    teacher, fill = wc["models"][0], model(wc, "whisper-tiny.en (transformers, window fill)")
+    release = model(wc, "whisper-tiny-en-causal (onnx int8)")
+    size_share = release["size_mb"] / teacher["size_mb"]
+    final = release["final_latency_p50_s"]
+    return [
+        [
+            "whisper-causal",
+            "WER <= 1.5x the teacher's (needs transcripts)",
+            f"agreement {pct(release['wer'])}, the filled teacher's {pct(fill['wer'])}",
+            "not measurable here",
+        ],
+        [
+            "whisper-causal",
+            "speed-up vs the teacher >= 5x",
+            f"{times(teacher['rtf'] / release['rtf'])} streamed (int8 ONNX)",
+            "yes" if teacher["rtf"] / release["rtf"] >= 5 else "**no**",
+        ],
+        [
+            "whisper-causal",
+            "size <= 25% of the teacher's fp32",
+            f"{size_share * 100:.0f}%",
+            "yes" if size_share <= 0.25 else "**no**",
+        ],
+        [
+            "whisper-causal",
+            "end of audio to final p50 <= 100 ms",
+            f"{ms(final)} ms in process (int8 ONNX, 1 thread)",
+            "yes" if final <= 0.1 else "**no**",
+        ],
+    ]
+
+
 # run -> (how it was trained, as written in the lab notebook)
 RUNS = {
     "streaming_long": "audiodistill distill --config configs/distill/streaming_long.yaml",
@@ -481,6 +549,7 @@ RUNS = {
     "streaming.spec_augment.freq_masks=2 streaming.spec_augment.time_masks_per_s=1.0 "
     "streaming.dropout=0.1 out=runs/distill/streaming_long_sa",
     "whisper_distil_long": "audiodistill distill --config configs/distill/whisper_distil_long.yaml",
+    "whisper_causal": "audiodistill distill --config configs/distill/whisper_causal.yaml",
 }
 
 
@@ -564,7 +633,8 @@ def learning_curves() -> list[str]:
             ]
     lines += [
         sources(
-            *(f"runs/{n}/metrics.jsonl" for n in names), taken='2026-12-06, "On real recordings"'
+            *(f"runs/{n}/metrics.jsonl" for n in names),
+            taken='2026-12-06, "On real recordings" (whisper_causal: 2026-12-07, "whisper-causal")',
         )
         + " Each run directory also holds the options it ran with (`config.yaml`; the "
         "configs have changed since, e.g. the LM order). Trained by:",

@@ -153,3 +153,24 @@ def test_onnx_export_streams_the_torch_students_text(trained, tmp_path):
     assert recognizer.finalize() == whole[0]
     int8 = OnnxCausalWhisper(tmp_path / "onnx", int8=True)
     assert corpus_wer(whole, int8.transcribe(audios)).wer < 0.25
+
+
+def test_a_draft_is_checked_not_trusted(trained):
+    """A stream's earlier hypothesis speeds a decode up but never changes it: the tokens
+    greedy would choose are kept, the first other one and all after it are decoded again."""
+    from audiodistill.decoding.whisper_greedy import accepted_draft, prompt_ids
+    from audiodistill.students.whisper_causal import _decode, _decode_from_draft
+
+    _, _, rows, _, loaded, _ = trained
+    model, chunk = loaded.model, chunk_frames(320)
+    features, lengths = features_of([rows[0]["audio"]], tail_seconds=1.0)
+    with torch.no_grad():
+        window = model.window(features, lengths, chunk, model.silence(chunk))
+    prompt = prompt_ids(model.whisper.generation_config)
+    plain = _decode(model, window, prompt, 128)[0].token_ids
+    assert len(plain) > 4
+    assert accepted_draft(model.whisper, window, prompt, plain) == len(plain)
+    wrong = [*plain[:3], plain[3] + 1, *plain[4:]]
+    assert accepted_draft(model.whisper, window, prompt, wrong) == 3
+    assert _decode_from_draft(model, window, prompt, 128, wrong) == plain
+    assert _decode_from_draft(model, window, prompt, 128, plain[:2]) == plain

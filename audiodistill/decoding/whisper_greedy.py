@@ -138,6 +138,35 @@ def greedy_decode(
     return results
 
 
+@torch.inference_mode()
+def accepted_draft(
+    model: nn.Module,
+    encoder_out: torch.Tensor,
+    prompt: Sequence[int],
+    draft: Sequence[int],
+    suppress: Sequence[int] = (),
+    suppress_begin: Sequence[int] = (),
+) -> int:
+    """How many leading tokens of `draft` greedy decoding of encoder_out [1, T, D] would
+    produce itself: one teacher-forced pass over prompt + draft checks them all at once
+    (speculative decoding, the draft being an earlier hypothesis of the same stream), so a
+    decode that starts from prompt + the accepted tokens gives greedy's own tokens."""
+    if not draft:
+        return 0
+    ids = torch.tensor([[*prompt, *draft]], device=encoder_out.device)
+    hidden = model.model.decoder(input_ids=ids, encoder_hidden_states=encoder_out)
+    # position len(prompt) - 1 + i predicts draft token i
+    rows = hidden.last_hidden_state[0, len(prompt) - 1 : len(prompt) - 1 + len(draft)]
+    logits = model.proj_out(rows).float()  # [len(draft), V]
+    vocab = logits.shape[-1]
+    never = _suppression_mask(vocab, suppress, logits.device)
+    logits = logits.masked_fill(never, float("-inf"))
+    first = _suppression_mask(vocab, suppress_begin, logits.device)
+    logits[0] = logits[0].masked_fill(first, float("-inf"))
+    agree = (logits.argmax(-1) == torch.tensor(list(draft), device=logits.device)).long()
+    return int(agree.cumprod(0).sum())
+
+
 def _record(results, done, chosen, logprobs, eot: int, top_k: int) -> None:
     """Append this step's choice, its log-prob and soft targets to every unfinished sequence."""
     picked = logprobs.gather(-1, chosen[:, None])[:, 0]

@@ -53,9 +53,12 @@ class CausalEngine(Protocol):
         """features [n + lookahead, n_mels] -> encoder states [n / 2, D], the next state."""
         ...
 
-    def decode(self, states: np.ndarray) -> str:
-        """The text of one piece's encoder states [T, D] (T <= WINDOW_POSITIONS)."""
+    def decode(self, states: np.ndarray, draft: list[int]) -> list[int]:
+        """Greedy token ids of one piece's encoder states [T, D] (T <= WINDOW_POSITIONS);
+        `draft` (an earlier decode of the same piece) only makes it faster."""
         ...
+
+    def text(self, ids: list[int]) -> str: ...
 
 
 class CausalRecognizer:
@@ -66,6 +69,10 @@ class CausalRecognizer:
     have been encoded since the last decode (0: never). `finalize` encodes the silent tail,
     decodes and resets. Pieces are cut where the whole-clip path cuts them, so the final
     text equals that path's up to float rounding.
+
+    Each decode passes the last one's tokens as a draft: the decoder checks them in one
+    call and decodes only from where they stop being its own choice, so the final text
+    after the last partial costs a few decoder steps, not one per token of the utterance.
     """
 
     def __init__(self, engine: CausalEngine, partial_seconds: float = 1.0):
@@ -81,7 +88,7 @@ class CausalRecognizer:
         self._state = self.engine.init_state()
         self._states: list[np.ndarray] = []  # [n, D] per step
         self._frames = self._samples = self._decoded_at = 0
-        self._partial = ""
+        self._partial, self._draft = "", []
 
     def accept(self, pcm: np.ndarray) -> str:
         """Feed 16 kHz float32 samples (any count); return the partial text so far."""
@@ -133,7 +140,8 @@ class CausalRecognizer:
     def _decode(self) -> str:
         if not self._states:
             return ""
-        return self.engine.decode(np.concatenate(self._states))
+        self._draft = self.engine.decode(np.concatenate(self._states), self._draft)
+        return self.engine.text(self._draft)
 
 
 class OnnxCausalWhisper:
@@ -185,10 +193,13 @@ class OnnxCausalWhisper:
         states, *new = self.encoder.run(names, feeds)
         return states[0], {s["name"]: a for s, a in zip(self.config["state"], new, strict=True)}
 
-    def decode(self, states: np.ndarray) -> str:
+    def decode(self, states: np.ndarray, draft: list[int]) -> list[int]:
         window = np.concatenate([states, self.silence[len(states) :]])[None]  # [1, 1500, D]
         keys, values = self.cross.run(None, {"window": window.astype(np.float32)})
-        ids = greedy_tokens(self.decoder, self.config, keys, values, self.config["max_new_tokens"])
+        limit = self.config["max_new_tokens"]
+        return greedy_tokens(self.decoder, self.config, keys, values, limit, draft)
+
+    def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids).strip()
 
     def recognizer(self, partial_seconds: float = 1.0) -> CausalRecognizer:

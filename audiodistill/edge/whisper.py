@@ -211,15 +211,24 @@ def greedy_tokens(
     cross_keys: np.ndarray,
     cross_values: np.ndarray,
     max_new_tokens: int,
+    draft: list[int] | None = None,
 ) -> list[int]:
     """Greedy token ids (prompt and end-of-text excluded) of an exported decoder step graph
     reading cross-attention keys and values [layers, 1, heads, T, head_dim]; `config` is
-    the export's (prompt, end-of-text, suppressed ids, cache sizes)."""
+    the export's (prompt, end-of-text, suppressed ids, cache sizes).
+
+    `draft`: an earlier hypothesis (a stream's last partial). One call checks all its
+    tokens (speculative decoding); greedy goes on after the ones it would have chosen
+    itself, so the result is greedy's own. Exports whose decoder gives only the last
+    position's logits ignore it.
+    """
+    prompt = list(config["prompt"])
+    tokens = _accepted(decoder, config, cross_keys, cross_values, draft) if draft else []
     keys = values = empty_cache(config)
     vocab_mask = None
-    tokens, step_input = [], np.asarray([config["prompt"]], dtype=np.int64)
-    limit = min(max_new_tokens, config["max_target_positions"] - len(config["prompt"]))
-    for step in range(limit):
+    step_input = np.asarray([prompt + tokens], dtype=np.int64)
+    limit = min(max_new_tokens, config["max_target_positions"] - len(prompt))
+    for step in range(len(tokens), limit):
         logits, keys, values = decoder.run(
             ["logits", "keys_out", "values_out"],
             {
@@ -230,9 +239,10 @@ def greedy_tokens(
                 "past_values": values,
             },
         )
+        last = logits[0] if logits.ndim == 2 else logits[0, -1]  # [V]
         if vocab_mask is None:
-            vocab_mask = _masks(config, logits.shape[-1])
-        scores = np.where(vocab_mask[min(step, 1)], -np.inf, logits[0])
+            vocab_mask = _masks(config, last.shape[-1])
+        scores = np.where(vocab_mask[min(step, 1)], -np.inf, last)
         chosen = int(scores.argmax())
         if chosen == config["eot"]:
             break
@@ -243,6 +253,32 @@ def greedy_tokens(
             break
         step_input = np.asarray([[chosen]], dtype=np.int64)
     return tokens
+
+
+def _accepted(decoder, config: dict, cross_keys, cross_values, draft: list[int]) -> list[int]:
+    """The leading tokens of `draft` that greedy decoding would choose (one decoder call)."""
+    prompt = list(config["prompt"])
+    empty = empty_cache(config)
+    (logits,) = decoder.run(
+        ["logits"],
+        {
+            "input_ids": np.asarray([prompt + list(draft)], dtype=np.int64),
+            "cross_keys": cross_keys,
+            "cross_values": cross_values,
+            "past_keys": empty,
+            "past_values": empty,
+        },
+    )
+    if logits.ndim == 2:  # an older export: the last position's logits only
+        return []
+    rows = logits[0, len(prompt) - 1 : len(prompt) - 1 + len(draft)]  # [len(draft), V]
+    masks = _masks(config, rows.shape[-1])
+    accepted = []
+    for i, (row, token) in enumerate(zip(rows, draft, strict=True)):
+        if int(np.where(masks[min(i, 1)], -np.inf, row).argmax()) != token:
+            break
+        accepted.append(int(token))
+    return accepted
 
 
 def empty_cache(config: dict) -> np.ndarray:

@@ -53,8 +53,8 @@ TONE_SECONDS = 0.06  # the built-in clip changes every 60 ms, about a phone's le
 
 @dataclass(frozen=True)
 class BenchOptions:
-    # onnx: a directory written by `audiodistill export` (a streaming or whisper-distil
-    # student); torch: a saved streaming student
+    # onnx: a directory written by `audiodistill export` (a streaming, whisper-distil or
+    # whisper-causal student); torch: a saved streaming student
     model: str
     # runtime to measure: onnx (ONNX Runtime, no torch needed) or torch (PyTorch eager)
     backend: Literal["torch", "onnx"] = "onnx"
@@ -89,7 +89,7 @@ class Pass:
 @dataclass
 class LoadedModel:
     timed_pass: Callable[[np.ndarray], Pass]
-    kind: str  # streaming or whisper-distil
+    kind: str  # streaming, whisper-distil or whisper-causal
     chunk_ms: int | None  # audio per streaming step (None: whisper-distil, no chunks)
     model_files: list[Path]  # the weights files the backend reads
     import_s: float  # importing the backend (0 when this process already had it)

@@ -234,7 +234,9 @@ def _student(path: str, threads: int) -> EvalModel:
     return EvalModel(
         name=Path(path).name if Path(path).name != "model" else Path(path).parent.name,
         kind=kind,
-        parameters=_torch_parameters(getattr(student, "model", student)),
+        # a student that holds weights it never runs counts only those it does
+        parameters=getattr(student, "parameter_count", None)
+        or _torch_parameters(getattr(student, "model", student)),
         size_bytes=directory_size(path),
         transcribe=student.transcribe,
         takes_prompt=not streaming,

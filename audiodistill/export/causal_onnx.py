@@ -15,7 +15,6 @@ runs them; the encoder's states for a silent window are computed there at load.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -26,11 +25,10 @@ from audiodistill.edge.causal import EXPORT_KIND, WINDOW_POSITIONS
 from audiodistill.export.onnx_graphs import trace_to_onnx
 from audiodistill.export.streaming_onnx import FEATURES_INPUT, STATE_NAMES, export_config
 from audiodistill.export.whisper_onnx import (
-    PROCESSOR_FILES,
     TOKENIZER_FILE,
+    copy_text_files,
     cross_keys_values,
     decoder_config,
-    decoding_tokenizer,
     export_decoder,
     quantize_graphs,
 )
@@ -91,10 +89,7 @@ def export_causal_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = 
     models = {"fp32": dict(FILES)}
     if int8:
         models["int8"] = quantize_graphs(out, models["fp32"])
-    for name in PROCESSOR_FILES:
-        if (Path(model_dir) / name).is_file():
-            shutil.copyfile(Path(model_dir) / name, out / name)
-    decoding_tokenizer(Path(model_dir) / TOKENIZER_FILE, out / TOKENIZER_FILE)
+    copy_text_files(Path(model_dir), out)
     config = export_config(encoder.config, chunk, state, models) | decoder_config(
         whisper, prompt, models
     )

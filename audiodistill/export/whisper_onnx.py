@@ -5,7 +5,7 @@ encoder.onnx: log-mel features [1, n_mels, F] (F even, any length up to 30 s) ->
   [layers, 1, heads, F/2, head_dim], computed once per utterance instead of at every token.
 decoder.onnx: token ids [1, n] (the prompt first, then one token a step), the cross
   keys/values, and the self-attention cache [layers, 1, heads, P, head_dim] (P = tokens so
-  far, 0 at the start) -> logits of the last position [1, vocab], the cache grown by n, and
+  far, 0 at the start) -> logits of the n positions [1, n, vocab], the cache grown by n, and
   the cross-attention weights [layers, 1, heads, n, T] of the n positions (word times:
   audiodistill.decoding.whisper_alignment; config.json names the alignment heads).
 
@@ -113,10 +113,12 @@ class DecoderStepGraph(nn.Module):
             cross_weights.append(weights)
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-        last = self.decoder.layer_norm(x)[:, -1]  # [1, D]
-        # weight [V, D] @ last [D, 1], not last @ weight.T: the output layer is tied to the
-        # token embedding, and a transposed copy would store the largest tensor twice
-        logits = torch.matmul(self.proj_out.weight, last[:, :, None])[..., 0]  # [1, V]
+        states = self.decoder.layer_norm(x)  # [1, n, D]
+        # weight [V, D] @ states [D, n], not states @ weight.T: the output layer is tied to
+        # the token embedding, and a transposed copy would store the largest tensor twice.
+        # Every position's logits, so a runtime can check a draft in one call (exports from
+        # before 2026-12-07 give the last position's only, [1, V])
+        logits = torch.matmul(self.proj_out.weight, states[0].T).T[None]  # [1, n, V]
         return logits, torch.stack(new_keys), torch.stack(new_values), torch.stack(cross_weights)
 
     def _attend(self, attention, h, keys, values, mask):
@@ -149,10 +151,7 @@ def export_whisper_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool =
     models = {"fp32": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE}}
     if int8:
         models["int8"] = quantize_graphs(out, models["fp32"])
-    for name in PROCESSOR_FILES:
-        if (Path(model_dir) / name).is_file():
-            shutil.copyfile(Path(model_dir) / name, out / name)
-    decoding_tokenizer(Path(model_dir) / TOKENIZER_FILE, out / TOKENIZER_FILE)
+    copy_text_files(Path(model_dir), out)
     config = decoder_config(model, prompt, models)
     (out / "config.json").write_text(json.dumps(config, indent=1))
     return config
@@ -179,6 +178,7 @@ def export_decoder(model: nn.Module, prompt: list[int], path: Path) -> None:
         **{name: {3: "past"} for name in ("past_keys", "past_values")},
         **{name: {3: "total"} for name in ("keys_out", "values_out")},
         "cross_attention": {3: "n", 4: "t"},
+        "logits": {1: "n"},
     }
     example = (torch.tensor([prompt]), cross, cross, past, past)
     outputs = ["logits", "keys_out", "values_out", "cross_attention"]
@@ -190,6 +190,14 @@ def quantize_graphs(out: Path, fp32: dict[str, str]) -> dict[str, str]:
     for part, name in fp32.items():
         quantize_int8(out / name, out / int8[part])
     return int8
+
+
+def copy_text_files(model_dir: Path, out: Path) -> None:
+    """The processor and generation files, and the tokenizer slimmed for decoding."""
+    for name in PROCESSOR_FILES:
+        if (model_dir / name).is_file():
+            shutil.copyfile(model_dir / name, out / name)
+    decoding_tokenizer(model_dir / TOKENIZER_FILE, out / TOKENIZER_FILE)
 
 
 def decoding_tokenizer(src: Path, dst: Path) -> None:

@@ -38,7 +38,12 @@ import torch
 from torch import nn
 
 from audiodistill.data.audio import SAMPLE_RATE
-from audiodistill.decoding.whisper_greedy import greedy_decode, previous_text_ids, prompt_ids
+from audiodistill.decoding.whisper_greedy import (
+    accepted_draft,
+    greedy_decode,
+    previous_text_ids,
+    prompt_ids,
+)
 from audiodistill.edge.causal import (
     PAD_SAMPLES,
     SILENCE_SAMPLES,
@@ -50,6 +55,7 @@ from audiodistill.students.causal_whisper import CausalWhisperEncoder
 from audiodistill.students.log_mel import FRAMES_PER_SECOND, FeatureStreamer, log_mel
 from audiodistill.students.streaming import chunk_queue
 from audiodistill.students.whisper_distil import (
+    WhisperTeacherFiles,
     check_tokenizer,
     frozen_teacher,
     pad_targets,
@@ -197,34 +203,17 @@ def build(teacher_dir: str, options: WhisperCausalOptions) -> CausalWhisper:
     return CausalWhisper(encoder, whisper)
 
 
-class WhisperCausalTask:
+class WhisperCausalTask(WhisperTeacherFiles):
     """Everything the training loop needs to build, train, run and export this student."""
 
     kind = STUDENT_KIND
 
     def __init__(self, options: WhisperCausalOptions = WhisperCausalOptions()):
+        super().__init__(options.teacher)
         self.options = options
-        self._teacher_dir = options.teacher
-        self._processor = None
-        self._generation_config = None
         self._teacher: nn.Module | None = None  # frozen full teacher, for online targets
         self._teacher_encoder: CausalWhisperEncoder | None = None  # when the student's trains
         self._silences: dict[int | None, torch.Tensor] = {}  # chunk -> a frozen encoder's
-
-    def teacher_dir(self) -> str:
-        if self._teacher_dir is None:
-            from audiodistill.teachers.convert import ensure_bundled_hf
-
-            self._teacher_dir = str(ensure_bundled_hf())
-        return self._teacher_dir
-
-    @property
-    def processor(self):
-        if self._processor is None:
-            from transformers import WhisperProcessor
-
-            self._processor = WhisperProcessor.from_pretrained(self.teacher_dir())
-        return self._processor
 
     def build(self) -> nn.Module:
         return build(self.teacher_dir(), self.options)
@@ -240,7 +229,7 @@ class WhisperCausalTask:
         # drawn from torch's generator, which the loop seeds per (seed, rank, step)
         rng = random.Random(int(torch.randint(0, 2**62, ())))
         features, lengths = features_of([r["audio"] for r in rows], self.options.tail_seconds)
-        generation = self._generation()
+        generation = self.generation_config
         inputs, labels, _, _ = pad_targets(
             rows, prompt_ids(generation, self.options.language), generation.eos_token_id, None
         )
@@ -252,13 +241,6 @@ class WhisperCausalTask:
             "labels": labels,
             "chunk_frames": torch.tensor(chunk),
         }
-
-    def _generation(self):
-        if self._generation_config is None:
-            from transformers import GenerationConfig
-
-            self._generation_config = GenerationConfig.from_pretrained(self.teacher_dir())
-        return self._generation_config
 
     def _silence(self, module: CausalWhisper, chunk: int | None) -> torch.Tensor:
         """The window fill: computed once per chunk size while the encoder is fixed."""
@@ -335,6 +317,28 @@ def _decode(model: CausalWhisper, window: torch.Tensor, prompt: list[int], max_n
     )
 
 
+def _decode_from_draft(
+    model: CausalWhisper, window: torch.Tensor, prompt: list[int], max_new_tokens: int,
+    draft: list[int],
+) -> list[int]:  # fmt: skip
+    """Greedy token ids of one window [1, 1500, D], decoded on from the leading tokens of
+    `draft` greedy would choose itself (`accepted_draft`)."""
+    generation = model.whisper.generation_config
+    suppress = generation.suppress_tokens or ()
+    begin = generation.begin_suppress_tokens or ()
+    kept = list(draft[: accepted_draft(model.whisper, window, prompt, draft, suppress, begin)])
+    rest = greedy_decode(
+        model.whisper,
+        window,
+        prompt=prompt + kept,
+        eot=generation.eos_token_id,
+        max_new_tokens=max_new_tokens - len(kept),
+        suppress=suppress,
+        suppress_begin=() if kept else begin,
+    )[0].token_ids
+    return kept + rest
+
+
 @torch.inference_mode()
 def transcribe(
     model: CausalWhisper,
@@ -398,12 +402,14 @@ class TorchEngine:
         return states[0].cpu().numpy(), state
 
     @torch.inference_mode()
-    def decode(self, states: np.ndarray) -> str:
+    def decode(self, states: np.ndarray, draft: list[int]) -> list[int]:
         model, options = self.student.model, self.student.options
         head = torch.from_numpy(states)[None].to(self.silence)  # [1, T, D]
         window = torch.cat([head, self.silence[:, head.shape[1] :]], dim=1)
-        tokens = prompt_ids(model.whisper.generation_config, options.language)
-        ids = _decode(model, window, tokens, options.max_new_tokens)[0].token_ids
+        prompt = prompt_ids(model.whisper.generation_config, options.language)
+        return _decode_from_draft(model, window, prompt, options.max_new_tokens, draft)
+
+    def text(self, ids: list[int]) -> str:
         return self.student.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
@@ -431,6 +437,14 @@ class WhisperCausalModel:
         self.tokenizer = WhisperProcessor.from_pretrained(path).tokenizer
         self.chunk_ms = causal["chunk_ms"]
         self._silence = self.model.silence(chunk_frames(self.chunk_ms))
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights inference uses: the causal encoder and the decoder (the Whisper's own
+        encoder copy and the unused CTC head are not run)."""
+        encoder = [p for n, p in self.model.encoder.named_parameters() if not n.startswith("head.")]
+        decoder = list(self.model.whisper.model.decoder.parameters())
+        return sum(p.numel() for p in encoder + decoder)
 
     def transcribe(self, audios: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
         chunk = chunk_frames(self.chunk_ms)

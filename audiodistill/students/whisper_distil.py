@@ -272,26 +272,14 @@ def pad_targets(rows: Sequence[dict], prompt: list[int], eot: int, top_k: int | 
     return inputs, labels, topk_ids, topk_logprobs
 
 
-class WhisperDistilTask:
-    """Everything the training loop needs to build, train, run and export this student."""
+class WhisperTeacherFiles:
+    """A Whisper student task's teacher directory, processor and generation config, each
+    resolved on first use (finding the bundled teacher reads files)."""
 
-    kind = STUDENT_KIND
-
-    def __init__(self, options: WhisperDistilOptions):
-        self.options = options
-        # stored soft targets read from the labels (0: none, the KL is off or online)
-        kd = options.beta_kd > 0
-        self.top_k = options.top_k if kd and options.soft_targets == "stored" else 0
-        self.online = kd and options.soft_targets == "online"
-        self._teacher: nn.Module | None = None  # the frozen teacher when `online`
-        self.language = options.language
-        self._teacher_dir = options.teacher
+    def __init__(self, teacher: str | None):
+        self._teacher_dir = teacher  # None until the bundled one is first needed
         self._processor = None
         self._generation = None
-        # utterance id -> [T, D] float16 frozen-encoder output, T covering at least the
-        # utterance plus tail_seconds + CACHE_SLACK_S (see `collate`)
-        self._encoded: dict[str, torch.Tensor] = {}
-        self._frozen_silence: torch.Tensor | None = None  # `silence_states` of a frozen encoder
 
     def teacher_dir(self) -> str:
         if self._teacher_dir is None:
@@ -315,6 +303,27 @@ class WhisperDistilTask:
 
             self._generation = GenerationConfig.from_pretrained(self.teacher_dir())
         return self._generation
+
+
+
+class WhisperDistilTask(WhisperTeacherFiles):
+    """Everything the training loop needs to build, train, run and export this student."""
+
+    kind = STUDENT_KIND
+
+    def __init__(self, options: WhisperDistilOptions):
+        self.options = options
+        # stored soft targets read from the labels (0: none, the KL is off or online)
+        kd = options.beta_kd > 0
+        self.top_k = options.top_k if kd and options.soft_targets == "stored" else 0
+        self.online = kd and options.soft_targets == "online"
+        self._teacher: nn.Module | None = None  # the frozen teacher when `online`
+        self.language = options.language
+        super().__init__(options.teacher)
+        # utterance id -> [T, D] float16 frozen-encoder output, T covering at least the
+        # utterance plus tail_seconds + CACHE_SLACK_S (see `collate`)
+        self._encoded: dict[str, torch.Tensor] = {}
+        self._frozen_silence: torch.Tensor | None = None  # `silence_states` of a frozen encoder
 
     def build(self) -> nn.Module:
         from transformers import WhisperForConditionalGeneration
