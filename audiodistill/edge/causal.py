@@ -172,6 +172,9 @@ class OnnxCausalWhisper:
         self.tail_seconds = float(self.config["tail_seconds"])
         self.chunk_ms = int(self.config["chunk_ms"])
         self.silence = self._silence()  # [1500, D] the encoder's states for a silent window
+        # its cross-attention keys and values [layers, 1, heads, 1500, head_dim]: a decode
+        # computes only its speech's and takes the rest of the window from these
+        self.silence_cross = self.cross.run(None, {"states": self.silence[None]})
 
     def feature_streamer(self) -> FeatureStreamer:
         return FeatureStreamer(pad_samples=PAD_SAMPLES)
@@ -194,8 +197,11 @@ class OnnxCausalWhisper:
         return states[0], {s["name"]: a for s, a in zip(self.config["state"], new, strict=True)}
 
     def decode(self, states: np.ndarray, draft: list[int]) -> list[int]:
-        window = np.concatenate([states, self.silence[len(states) :]])[None]  # [1, 1500, D]
-        keys, values = self.cross.run(None, {"window": window.astype(np.float32)})
+        speech = self.cross.run(None, {"states": states[None].astype(np.float32)})
+        keys, values = (  # [layers, 1, heads, 1500, head_dim]
+            np.concatenate([mine, silent[:, :, :, len(states) :]], axis=3)
+            for mine, silent in zip(speech, self.silence_cross, strict=True)
+        )
         limit = self.config["max_new_tokens"]
         return greedy_tokens(self.decoder, self.config, keys, values, limit, draft)
 

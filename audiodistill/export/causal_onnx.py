@@ -2,8 +2,9 @@
 
 encoder.onnx: one chunk step of the causal encoder (streaming_onnx's step graph, with the
   encoder states [1, n/2, D] as output instead of CTC logits; the streaming state in and out).
-cross.onnx: the 30 s window of encoder states [1, 1500, D] -> every decoder layer's
-  cross-attention keys and values, once per decode.
+cross.onnx: encoder states [1, T, D] -> every decoder layer's cross-attention keys and
+  values; the runtime runs it on a piece's states once per decode and keeps the keys and
+  values of the silence that fills the rest of the 30 s window from load time.
 decoder.onnx: whisper_onnx's decoder step graph (self-attention cache as plain tensors).
 
 With --int8, an int8 copy of each (dynamic, per-channel weights). config.json holds the
@@ -54,14 +55,15 @@ class StatesStepGraph(nn.Module):
 
 
 class CrossGraph(nn.Module):
-    """Window states [1, 1500, D] -> cross keys and values [layers, 1, heads, 1500, head_dim]."""
+    """States [1, T, D] -> cross keys and values [layers, 1, heads, T, head_dim] (per position,
+    so a window's are its pieces' side by side)."""
 
     def __init__(self, whisper: nn.Module):
         super().__init__()
         self.whisper = whisper
 
-    def forward(self, window):
-        return cross_keys_values(self.whisper, window)
+    def forward(self, states):
+        return cross_keys_values(self.whisper, states)
 
 
 def export_causal_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) -> dict:
@@ -81,9 +83,11 @@ def export_causal_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = 
         outputs=[STATES_OUTPUT, *(f"{n}_out" for n in STATE_NAMES)],
         dynamic={FEATURES_INPUT: {1: "frames"}, STATES_OUTPUT: {1: "encoder_frames"}},
     )
-    window = torch.zeros(1, WINDOW_POSITIONS, encoder.config.d_model)
-    trace_to_onnx(CrossGraph(whisper).eval(), (window,), out / FILES["cross"], ["window"],
-                  ["cross_keys", "cross_values"], {})  # fmt: skip
+    states = torch.zeros(1, WINDOW_POSITIONS, encoder.config.d_model)
+    cross = ["cross_keys", "cross_values"]
+    dynamic = {"states": {1: "t"}, **{name: {3: "t"} for name in cross}}
+    trace_to_onnx(CrossGraph(whisper).eval(), (states,), out / FILES["cross"], ["states"],
+                  cross, dynamic)  # fmt: skip
     prompt = prompt_ids(whisper.generation_config)
     export_decoder(whisper, prompt, out / FILES["decoder"])
     models = {"fp32": dict(FILES)}
