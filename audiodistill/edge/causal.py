@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
 
 from audiodistill.data.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from audiodistill.edge.features import FRAMES_PER_SECOND, ChunkQueue, FeatureStreamer, Step
-from audiodistill.edge.whisper import ByteBPEDecoder, greedy_tokens
-from audiodistill.errors import ModelError
+from audiodistill.edge.whisper import ByteBPEDecoder, greedy_tokens, open_graphs
 
 EXPORT_KIND = "whisper-causal-onnx"  # config.json "student" of the export
 WINDOW_POSITIONS = 1500  # encoder frames (20 ms) the decoder reads: Whisper's 30 s window
@@ -151,23 +149,10 @@ class OnnxCausalWhisper:
     def __init__(self, path: str | Path, int8: bool = False, threads: int = 1):
         path = Path(path)
         self.config = json.loads((path / "config.json").read_text())
-        if self.config.get("student") != EXPORT_KIND:
-            raise ModelError(f"{path}: not a whisper-causal ONNX export")
-        kind = "int8" if int8 else "fp32"
-        if kind not in self.config["models"]:
-            raise ModelError(
-                f"{path}: no {kind} model (it has {', '.join(self.config['models'])}); "
-                "`audiodistill export --int8` makes one"
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        files = self.config["models"][kind]
-        self.model_files = [path / files[part] for part in ("encoder", "cross", "decoder")]
-        self.encoder, self.cross, self.decoder = (
-            ort.InferenceSession(str(f), options, providers=["CPUExecutionProvider"])
-            for f in self.model_files
-        )
+        parts = ("encoder", "cross", "decoder")
+        self.model_files, sessions = open_graphs(path, self.config, EXPORT_KIND, parts, int8,
+                                                 threads)  # fmt: skip
+        self.encoder, self.cross, self.decoder = sessions
         self.tokenizer = ByteBPEDecoder(path / self.config["tokenizer"])
         self.tail_seconds = float(self.config["tail_seconds"])
         self.chunk_ms = int(self.config["chunk_ms"])

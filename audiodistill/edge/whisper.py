@@ -101,22 +101,10 @@ class OnnxWhisper:
     def __init__(self, path: str | Path, int8: bool = False, threads: int = 1):
         path = Path(path)
         self.config = json.loads((path / "config.json").read_text())
-        if self.config.get("student") != EXPORT_KIND:
-            raise ModelError(f"{path}: not a whisper-distil ONNX export")
-        kind = "int8" if int8 else "fp32"
-        if kind not in self.config["models"]:
-            raise ModelError(
-                f"{path}: no {kind} model (it has {', '.join(self.config['models'])}); "
-                "--int8 runs the int8 one, `audiodistill export --int8` makes one"
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        files = self.config["models"][kind]
-        self.model_files = [path / files["encoder"], path / files["decoder"]]
-        cpu = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(self.model_files[0]), options, providers=cpu)
-        self.decoder = ort.InferenceSession(str(self.model_files[1]), options, providers=cpu)
+        parts = ("encoder", "decoder")
+        self.model_files, sessions = open_graphs(path, self.config, EXPORT_KIND, parts, int8,
+                                                 threads)  # fmt: skip
+        self.encoder, self.decoder = sessions
         self.tokenizer = ByteBPEDecoder(path / TOKENIZER_FILE)
         # the cross-attention keys and values of a silent window, to fill each utterance's
         # to the window (students/whisper_distil.py, `fill_window`): keys and values are
@@ -203,6 +191,27 @@ class OnnxWhisper:
         self, cross_keys: np.ndarray, cross_values: np.ndarray, max_new_tokens: int
     ) -> list[int]:
         return greedy_tokens(self.decoder, self.config, cross_keys, cross_values, max_new_tokens)
+
+
+def open_graphs(
+    path: Path, config: dict, kind: str, parts: tuple[str, ...], int8: bool, threads: int
+) -> tuple[list[Path], list[ort.InferenceSession]]:
+    """The export's graph files for `parts` (fp32 or int8) and a CPU session on each, after
+    checking the export is of `kind` and has that precision."""
+    if config.get("student") != kind:
+        raise ModelError(f"{path}: not a {kind.removesuffix('-onnx')} ONNX export")
+    precision = "int8" if int8 else "fp32"
+    if precision not in config["models"]:
+        raise ModelError(
+            f"{path}: no {precision} model (it has {', '.join(config['models'])}); "
+            "--int8 runs the int8 one, `audiodistill export --int8` makes one"
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one decoder step is one chain of ops
+    files = [path / config["models"][precision][part] for part in parts]
+    cpu = ["CPUExecutionProvider"]
+    return files, [ort.InferenceSession(str(f), options, providers=cpu) for f in files]
 
 
 def greedy_tokens(
