@@ -153,6 +153,17 @@ def test_onnx_export_streams_the_torch_students_text(trained, tmp_path):
     assert recognizer.finalize() == whole[0]
     int8 = OnnxCausalWhisper(tmp_path / "onnx", int8=True)
     assert corpus_wer(whole, int8.transcribe(audios)).wer < 0.25
+    # a draft speeds the export's decode up and never changes it
+    streamer, queue, state = fp32.feature_streamer(), fp32.chunk_queue(), fp32.init_state()
+    states = []
+    for step in [*queue.push(streamer.accept(audios[0])), queue.flush()]:
+        out, state = fp32.step(step.features, state)
+        states.append(out)
+    states = np.concatenate(states)
+    plain = fp32.decode(states, [])
+    assert len(plain) > 4
+    for draft in (plain, plain[:2], [*plain[:3], plain[3] + 1, *plain[4:]], [*plain, 11, 12]):
+        assert fp32.decode(states, draft) == plain
 
 
 def test_a_draft_is_checked_not_trusted(trained):

@@ -226,68 +226,54 @@ def greedy_tokens(
     reading cross-attention keys and values [layers, 1, heads, T, head_dim]; `config` is
     the export's (prompt, end-of-text, suppressed ids, cache sizes).
 
-    `draft`: an earlier hypothesis (a stream's last partial). One call checks all its
-    tokens (speculative decoding); greedy goes on after the ones it would have chosen
-    itself, so the result is greedy's own. Exports whose decoder gives only the last
-    position's logits ignore it.
+    `draft`: an earlier hypothesis (a stream's last partial), fed with the prompt in the
+    first call (speculative decoding). Its tokens count while they are greedy's own choice;
+    at the first that is not, greedy's choice replaces it, the cache is cut back to the
+    tokens kept, and decoding goes on a token a call, so the result is greedy's own and the
+    prompt and draft pass the decoder once. Exports whose decoder gives only the last
+    position's logits cannot check a draft and decode without it.
     """
     prompt = list(config["prompt"])
-    tokens = _accepted(decoder, config, cross_keys, cross_values, draft) if draft else []
+    limit = min(max_new_tokens, config["max_target_positions"] - len(prompt))
+    every_position = len(decoder.get_outputs()[0].shape) == 3  # logits [1, n, V]
+    guess = list(draft or [])[:limit] if every_position else []
     keys = values = empty_cache(config)
     vocab_mask = None
-    step_input = np.asarray([prompt + tokens], dtype=np.int64)
-    limit = min(max_new_tokens, config["max_target_positions"] - len(prompt))
-    for step in range(len(tokens), limit):
+    tokens: list[int] = []
+    step_input = prompt + guess
+    while True:
         logits, keys, values = decoder.run(
             ["logits", "keys_out", "values_out"],
             {
-                "input_ids": step_input,
+                "input_ids": np.asarray([step_input], dtype=np.int64),
                 "cross_keys": cross_keys,
                 "cross_values": cross_values,
                 "past_keys": keys,
                 "past_values": values,
             },
         )
-        last = logits[0] if logits.ndim == 2 else logits[0, -1]  # [V]
+        rows = logits[0, -(len(guess) + 1) :] if every_position else logits  # [guesses + 1, V]
         if vocab_mask is None:
-            vocab_mask = _masks(config, last.shape[-1])
-        scores = np.where(vocab_mask[min(step, 1)], -np.inf, last)
-        chosen = int(scores.argmax())
-        if chosen == config["eot"]:
-            break
-        tokens.append(chosen)
-        excess = loop_excess(tokens)
-        if excess:
-            del tokens[-excess:]
-            break
-        step_input = np.asarray([[chosen]], dtype=np.int64)
-    return tokens
-
-
-def _accepted(decoder, config: dict, cross_keys, cross_values, draft: list[int]) -> list[int]:
-    """The leading tokens of `draft` that greedy decoding would choose (one decoder call)."""
-    prompt = list(config["prompt"])
-    empty = empty_cache(config)
-    (logits,) = decoder.run(
-        ["logits"],
-        {
-            "input_ids": np.asarray([prompt + list(draft)], dtype=np.int64),
-            "cross_keys": cross_keys,
-            "cross_values": cross_values,
-            "past_keys": empty,
-            "past_values": empty,
-        },
-    )
-    if logits.ndim == 2:  # an older export: the last position's logits only
-        return []
-    rows = logits[0, len(prompt) - 1 : len(prompt) - 1 + len(draft)]  # [len(draft), V]
-    masks = _masks(config, rows.shape[-1])
-    accepted = []
-    for i, (row, token) in enumerate(zip(rows, draft, strict=True)):
-        if int(np.where(masks[min(i, 1)], -np.inf, row).argmax()) != token:
-            break
-        accepted.append(int(token))
-    return accepted
+            vocab_mask = _masks(config, rows.shape[-1])
+        for row, expected in zip(rows, [*guess, None], strict=True):
+            scores = np.where(vocab_mask[min(len(tokens), 1)], -np.inf, row)
+            chosen = int(scores.argmax())
+            if chosen == config["eot"]:
+                return tokens
+            tokens.append(chosen)
+            excess = loop_excess(tokens)
+            if excess:
+                del tokens[-excess:]
+                return tokens
+            if len(tokens) == limit:
+                return tokens
+            if chosen != expected:
+                break
+        # the cache holds the prompt, then every token but the last chosen (not fed yet),
+        # then any guesses after the first wrong one: keep the first part
+        kept = len(prompt) + len(tokens) - 1
+        keys, values = keys[:, :, :, :kept], values[:, :, :, :kept]
+        step_input, guess = [tokens[-1]], []
 
 
 def empty_cache(config: dict) -> np.ndarray:

@@ -304,7 +304,12 @@ class WhisperCausalTask(WhisperTeacherFiles):
         """Nothing beyond the weights: the export is complete."""
 
 
-def _decode(model: CausalWhisper, window: torch.Tensor, prompt: list[int], max_new_tokens: int):
+def _decode(
+    model: CausalWhisper, window: torch.Tensor, prompt: list[int], max_new_tokens: int,
+    first: bool = True,
+):  # fmt: skip
+    """Greedy decoding of windows [B, 1500, D]; `first`: the prompt ends at the start of the
+    transcript, where Whisper suppresses blank and end-of-text (not after kept tokens)."""
     generation = model.whisper.generation_config
     return greedy_decode(
         model.whisper,
@@ -313,7 +318,7 @@ def _decode(model: CausalWhisper, window: torch.Tensor, prompt: list[int], max_n
         eot=generation.eos_token_id,
         max_new_tokens=max_new_tokens,
         suppress=generation.suppress_tokens or (),
-        suppress_begin=generation.begin_suppress_tokens or (),
+        suppress_begin=(generation.begin_suppress_tokens or ()) if first else (),
     )
 
 
@@ -327,16 +332,8 @@ def _decode_from_draft(
     suppress = generation.suppress_tokens or ()
     begin = generation.begin_suppress_tokens or ()
     kept = list(draft[: accepted_draft(model.whisper, window, prompt, draft, suppress, begin)])
-    rest = greedy_decode(
-        model.whisper,
-        window,
-        prompt=prompt + kept,
-        eot=generation.eos_token_id,
-        max_new_tokens=max_new_tokens - len(kept),
-        suppress=suppress,
-        suppress_begin=() if kept else begin,
-    )[0].token_ids
-    return kept + rest
+    rest = _decode(model, window, prompt + kept, max_new_tokens - len(kept), first=not kept)
+    return kept + rest[0].token_ids
 
 
 @torch.inference_mode()

@@ -305,7 +305,6 @@ class WhisperTeacherFiles:
         return self._generation
 
 
-
 class WhisperDistilTask(WhisperTeacherFiles):
     """Everything the training loop needs to build, train, run and export this student."""
 
