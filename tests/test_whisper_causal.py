@@ -134,36 +134,92 @@ def test_options_reject_bad_values(field, value):
         WhisperCausalOptions(**{field: value})
 
 
-def test_onnx_export_streams_the_torch_students_text(trained, tmp_path):
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """The trained student's ONNX export, fp32 and int8."""
+    from audiodistill.export.exporter import export_onnx
+
+    out = tmp_path_factory.mktemp("whisper_causal_onnx")
+    export_onnx(trained[-1], out, int8=True)
+    return out
+
+
+def _encoded(model, audio: np.ndarray) -> np.ndarray:
+    """The export's encoder states [T, D] of a whole clip, run chunk by chunk."""
+    streamer, queue, state = model.feature_streamer(), model.chunk_queue(), model.init_state()
+    states = []
+    for step in [*queue.push(streamer.accept(audio)), queue.flush()]:
+        out, state = model.step(step.features, state)
+        states.append(out)
+    return np.concatenate(states)
+
+
+def test_onnx_export_streams_the_torch_students_text(trained, exported):
     """fp32 graphs give the torch student's text, whole clips and streamed; int8 ones come
     within a word or two (a released student ships those)."""
     from audiodistill.edge.causal import OnnxCausalWhisper
     from audiodistill.evaluation.wer import corpus_wer
-    from audiodistill.export.exporter import export_onnx
 
-    _, _, rows, _, loaded, saved = trained
+    _, _, rows, _, loaded, _ = trained
     audios = [r["audio"] for r in rows]
     whole = loaded.transcribe(audios)
-    export_onnx(saved, tmp_path / "onnx", int8=True)
-    fp32 = OnnxCausalWhisper(tmp_path / "onnx")
+    fp32 = OnnxCausalWhisper(exported)
     assert fp32.transcribe(audios) == whole
     recognizer = fp32.recognizer()
     for start in range(0, len(audios[0]), 2_000):
         recognizer.accept(audios[0][start : start + 2_000])
     assert recognizer.finalize() == whole[0]
-    int8 = OnnxCausalWhisper(tmp_path / "onnx", int8=True)
+    int8 = OnnxCausalWhisper(exported, int8=True)
     assert corpus_wer(whole, int8.transcribe(audios)).wer < 0.25
     # a draft speeds the export's decode up and never changes it
-    streamer, queue, state = fp32.feature_streamer(), fp32.chunk_queue(), fp32.init_state()
-    states = []
-    for step in [*queue.push(streamer.accept(audios[0])), queue.flush()]:
-        out, state = fp32.step(step.features, state)
-        states.append(out)
-    states = np.concatenate(states)
+    states = _encoded(fp32, audios[0])
     plain = fp32.decode(states, [])
     assert len(plain) > 4
     for draft in (plain, plain[:2], [*plain[:3], plain[3] + 1, *plain[4:]], [*plain, 11, 12]):
         assert fp32.decode(states, draft) == plain
+
+
+def test_onnx_decoder_without_timestamp_rows_decodes_as_one_with_every_row(
+    trained, exported, tmp_path
+):
+    """The export's decoder keeps the token ids below the first timestamp, and its int8
+    graph stores the positions in float16 (tiny.en's are float16 values): its logits are
+    a full-width int8 decoder's own over those ids, and greedy picks the same tokens."""
+    import onnx
+    import onnxruntime as ort
+
+    from audiodistill.edge.causal import OnnxCausalWhisper
+    from audiodistill.edge.whisper import empty_cache, greedy_tokens
+    from audiodistill.export.causal_onnx import text_vocab
+    from audiodistill.export.onnx_graphs import quantize_int8
+    from audiodistill.export.whisper_onnx import export_decoder
+
+    _, _, rows, _, loaded, _ = trained
+    model = OnnxCausalWhisper(exported, int8=True)
+    whisper, config = loaded.model.whisper, model.config
+    export_decoder(whisper, config["prompt"], tmp_path / "full.onnx")
+    quantize_int8(tmp_path / "full.onnx", tmp_path / "full.int8.onnx")  # as exports were
+    full = ort.InferenceSession(
+        str(tmp_path / "full.int8.onnx"), providers=["CPUExecutionProvider"]
+    )
+    graph = onnx.load(str(exported / config["models"]["int8"]["decoder"])).graph
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
+
+    states = _encoded(model, rows[0]["audio"])
+    speech = model.cross.run(None, {"states": states[None]})
+    keys, values = (  # the whole window: the piece's states, then the silence's
+        np.concatenate([mine, silent[:, :, :, len(states) :]], axis=3)
+        for mine, silent in zip(speech, model.silence_cross, strict=True)
+    )
+    tokens = greedy_tokens(model.decoder, config, keys, values, 64)
+    assert len(tokens) > 4 and tokens == greedy_tokens(full, config, keys, values, 64)
+    empty = empty_cache(config)
+    feeds = {"input_ids": np.asarray([config["prompt"] + tokens]), "cross_keys": keys}
+    feeds |= {"cross_values": values, "past_keys": empty, "past_values": empty}
+    (narrow,), (wide,) = model.decoder.run(["logits"], feeds), full.run(["logits"], feeds)
+    vocab = text_vocab(whisper.generation_config)
+    assert narrow.shape[-1] == vocab < wide.shape[-1] == whisper.config.vocab_size
+    np.testing.assert_array_equal(narrow, wide[..., :vocab])
 
 
 def test_a_draft_is_checked_not_trusted(trained):

@@ -224,7 +224,8 @@ def greedy_tokens(
 ) -> list[int]:
     """Greedy token ids (prompt and end-of-text excluded) of an exported decoder step graph
     reading cross-attention keys and values [layers, 1, heads, T, head_dim]; `config` is
-    the export's (prompt, end-of-text, suppressed ids, cache sizes).
+    the export's (prompt, end-of-text, suppressed ids, cache sizes). The logits may cover
+    fewer ids than the tokenizer (`_masks`); greedy chooses among those.
 
     `draft`: an earlier hypothesis (a stream's last partial), fed with the prompt in the
     first call (speculative decoding). Its tokens count while they are greedy's own choice;
@@ -283,7 +284,9 @@ def empty_cache(config: dict) -> np.ndarray:
 
 
 def _masks(config: dict, vocab: int) -> np.ndarray:
-    """[2, vocab] bool: ids suppressed at the first step, and at every later step."""
+    """[2, vocab] bool: ids suppressed at the first step, and at every later step. `vocab` is
+    the logits' width, which may stop short of the tokenizer's (a whisper-causal export's
+    logits end before the timestamp tokens): suppressed ids at or past it are left out."""
 
     def mask(ids) -> np.ndarray:
         out = np.zeros(vocab, dtype=bool)

@@ -5,7 +5,8 @@ encoder.onnx: one chunk step of the causal encoder (streaming_onnx's step graph,
 cross.onnx: encoder states [1, T, D] -> every decoder layer's cross-attention keys and
   values; the runtime runs it on a piece's states once per decode and keeps the keys and
   values of the silence that fills the rest of the 30 s window from load time.
-decoder.onnx: whisper_onnx's decoder step graph (self-attention cache as plain tensors).
+decoder.onnx: whisper_onnx's decoder step graph (self-attention cache as plain tensors), its
+  token embedding and logits cut before the timestamp tokens (`text_vocab`).
 
 With --int8, an int8 copy of each (dynamic, per-channel weights). config.json holds the
 step's state shapes and feature constants (streaming_onnx.export_config), what greedy
@@ -66,6 +67,14 @@ class CrossGraph(nn.Module):
         return cross_keys_values(self.whisper, states)
 
 
+def text_vocab(generation_config) -> int:
+    """Whisper's first timestamp id, the one after <|notimestamps|> (as transformers reads
+    it): the runtime decodes without timestamps, the prompt and end-of-text lie below it, and
+    the tokenizer the export ships has no text for the ids from it on, so the decoder graph
+    keeps the rows below it (1,501 x 384 of tiny.en's table, 0.58 MB int8)."""
+    return generation_config.no_timestamps_token_id + 1
+
+
 def export_causal_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) -> dict:
     """Export the whisper-causal student saved at `model_dir`; return the export config."""
     student = WhisperCausalModel(model_dir)
@@ -89,7 +98,7 @@ def export_causal_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = 
     trace_to_onnx(CrossGraph(whisper).eval(), (states,), out / FILES["cross"], ["states"],
                   cross, dynamic)  # fmt: skip
     prompt = prompt_ids(whisper.generation_config)
-    export_decoder(whisper, prompt, out / FILES["decoder"])
+    export_decoder(whisper, prompt, out / FILES["decoder"], text_vocab(whisper.generation_config))
     models = {"fp32": dict(FILES)}
     if int8:
         models["int8"] = quantize_graphs(out, models["fp32"])

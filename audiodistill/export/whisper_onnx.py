@@ -7,11 +7,14 @@ decoder.onnx: token ids [1, n] (the prompt first, then one token a step), the cr
   keys/values, and the self-attention cache [layers, 1, heads, P, head_dim] (P = tokens so
   far, 0 at the start) -> logits of the n positions [1, n, vocab], the cache grown by n, and
   the cross-attention weights [layers, 1, heads, n, T] of the n positions (word times:
-  audiodistill.decoding.whisper_alignment; config.json names the alignment heads).
+  audiodistill.decoding.whisper_alignment; config.json names the alignment heads). An export
+  may give logits of the ids below a bound only (whisper-causal's stop before the timestamp
+  tokens); the runtime takes the vocabulary's width from the logits.
 
 With --int8, encoder.int8.onnx and decoder.int8.onnx beside them (dynamic int8, per-channel
-weights). The student's tokenizer, processor and generation files are copied; config.json
-holds the prompt, end-of-text and suppressed ids, and the cache sizes.
+weights; large float tables that float16 holds exactly in float16). The student's
+tokenizer, processor and generation files are copied; config.json holds the prompt,
+end-of-text and suppressed ids, and the cache sizes.
 `audiodistill.edge.whisper.OnnxWhisper` decodes with the two graphs.
 
 The decoder step is written here over the student's own weights (same arithmetic as
@@ -26,6 +29,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +40,9 @@ from audiodistill.edge.whisper import EXPORT_KIND
 from audiodistill.export.onnx_graphs import OPSET, quantize_int8, trace_to_onnx
 
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
+# float32 initializers of at least this many values are stored in float16 in an int8 graph
+# when float16 holds them exactly (`store_exact_tables_in_half`)
+HALF_TABLE_VALUES = 2**16
 EXAMPLE_FRAMES = 400  # mel frames (4 s) of the tracing example; the time axes are dynamic
 # copied from the student: the processor's mel settings, the decoding defaults (transformers 5
 # writes processor_config.json where older versions wrote preprocessor_...); tokenizer.json
@@ -83,18 +90,24 @@ def cross_keys_values(model: nn.Module, states: torch.Tensor) -> tuple[torch.Ten
 class DecoderStepGraph(nn.Module):
     """One decoder call with an explicit self-attention cache (Whisper's decoder arithmetic:
     pre-norm self-attention, cross-attention and GELU feed-forward, queries scaled by
-    head_dim^-0.5, learned positions, final LayerNorm, output tied to the token embedding)."""
+    head_dim^-0.5, learned positions, final LayerNorm, output tied to the token embedding).
 
-    def __init__(self, model: nn.Module):
+    `vocab`: keep only the token ids below it, in the embedding and the logits (None: all).
+    """
+
+    def __init__(self, model: nn.Module, vocab: int | None = None):
         super().__init__()
         self.decoder = model.model.decoder
-        self.proj_out = model.proj_out
         self.n_heads = model.config.decoder_attention_heads
+        # the output layer is tied to the token embedding: one [vocab, D] table serves both
+        # (a copy of the kept rows, so the graph stores those and not the whole table)
+        table = model.proj_out.weight
+        self.tokens = table if vocab is None else nn.Parameter(table[:vocab].detach().clone())
 
     def forward(self, input_ids, cross_keys, cross_values, past_keys, past_values):
         past, n = past_keys.shape[3], input_ids.shape[1]
         positions = self.decoder.embed_positions.weight[past : past + n]
-        x = self.decoder.embed_tokens(input_ids) + positions
+        x = F.embedding(input_ids, self.tokens) + positions
         # query i sits at position past + i and sees keys up to there
         query_pos = past + torch.arange(n)[:, None]
         key_pos = torch.arange(past + n)[None, :]
@@ -118,7 +131,7 @@ class DecoderStepGraph(nn.Module):
         # the token embedding, and a transposed copy would store the largest tensor twice.
         # Every position's logits, so a runtime can check a draft in one call (exports from
         # before 2026-12-07 give the last position's only, [1, V])
-        logits = torch.matmul(self.proj_out.weight, states[0].T).T[None]  # [1, n, V]
+        logits = torch.matmul(self.tokens, states[0].T).T[None]  # [1, n, V]
         return logits, torch.stack(new_keys), torch.stack(new_values), torch.stack(cross_weights)
 
     def _attend(self, attention, h, keys, values, mask):
@@ -165,7 +178,10 @@ def _export_encoder(model: nn.Module, path: Path) -> None:
     trace_to_onnx(EncoderGraph(model).eval(), (features,), path, ["features"], outputs, dynamic)
 
 
-def export_decoder(model: nn.Module, prompt: list[int], path: Path) -> None:
+def export_decoder(
+    model: nn.Module, prompt: list[int], path: Path, vocab: int | None = None
+) -> None:
+    """The decoder step graph; `vocab` as DecoderStepGraph's."""
     cfg = model.config
     head_dim = cfg.d_model // cfg.decoder_attention_heads
     cache_shape = (cfg.decoder_layers, 1, cfg.decoder_attention_heads)
@@ -182,14 +198,47 @@ def export_decoder(model: nn.Module, prompt: list[int], path: Path) -> None:
     }
     example = (torch.tensor([prompt]), cross, cross, past, past)
     outputs = ["logits", "keys_out", "values_out", "cross_attention"]
-    trace_to_onnx(DecoderStepGraph(model).eval(), example, path, inputs, outputs, dynamic)
+    trace_to_onnx(DecoderStepGraph(model, vocab).eval(), example, path, inputs, outputs, dynamic)
 
 
 def quantize_graphs(out: Path, fp32: dict[str, str]) -> dict[str, str]:
     int8 = {part: name.replace(".onnx", ".int8.onnx") for part, name in fp32.items()}
     for part, name in fp32.items():
         quantize_int8(out / name, out / int8[part])
+        store_exact_tables_in_half(out / int8[part])
     return int8
+
+
+def store_exact_tables_in_half(path: Path) -> None:
+    """Store each large float32 initializer that float16 holds exactly (a table the quantizer
+    left alone, such as the decoder's learned positions: the teacher's own, which Whisper's
+    checkpoints keep in float16) as float16, cast back where the graph reads it: half the
+    bytes, the same values. onnxruntime folds the cast into a constant when it loads."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    for init in list(graph.initializer):
+        half = _exact_half(numpy_helper.to_array(init))
+        if half is None:
+            continue
+        graph.initializer.remove(init)
+        graph.initializer.append(numpy_helper.from_array(half, f"{init.name}_fp16"))
+        cast = helper.make_node(
+            "Cast", [f"{init.name}_fp16"], [init.name], to=onnx.TensorProto.FLOAT
+        )
+        graph.node.insert(0, cast)
+    onnx.save(model, str(path))
+
+
+def _exact_half(values: np.ndarray) -> np.ndarray | None:
+    """`values` as float16 if they are a float32 table of at least HALF_TABLE_VALUES values
+    that float16 holds exactly, else None."""
+    if values.dtype != np.float32 or values.size < HALF_TABLE_VALUES:
+        return None
+    half = values.astype(np.float16)
+    return half if np.array_equal(half.astype(np.float32), values) else None
 
 
 def copy_text_files(model_dir: Path, out: Path) -> None:
