@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from audiodistill.online.streams import (
     CtcEngine,
     LocalAgreementEngine,
     OnlineSession,
+    RecognizerEngine,
     Segment,
     clip_segments,
 )
@@ -138,6 +140,9 @@ class Gateway:
             mid: ServedModel(spec, deployment.threads, deployment.chunk_ms)
             for mid, spec in streaming_specs.items()
         }
+        # whisper-causal computes one stream's call at a time per model, in a worker thread:
+        # streams queue in order instead of splitting the replica's threads between them
+        self._turns = {mid: asyncio.Lock() for mid in self.local}
         self._step_streams.set_max_batch_size(deployment.max_batch_size)
         self._step_streams.set_batch_wait_timeout_s(deployment.batch_wait_ms / 1000)
         self.models = models
@@ -240,6 +245,9 @@ class Gateway:
                 "unsupported_language",
                 "language",
             )
+        if req.words and not info.word_times:
+            message = f"model {info.id!r} gives no word times"
+            raise ApiError(400, message, "unsupported_value", "timestamp_granularities")
         audio = await self._read_audio(req.file)
         self.metrics.audio_seconds.record(len(audio) / SAMPLE_RATE, info.id, "transcriptions")
         segments = await asyncio.to_thread(clip_segments, audio, self.options.online)
@@ -399,6 +407,8 @@ class Gateway:
             raise ProtocolError(
                 CLOSE_INVALID, f"model {info.id!r} transcribes {info.language!r} only"
             )
+        if config.words and not info.word_times:
+            raise ProtocolError(CLOSE_INVALID, f"model {info.id!r} gives no word times")
         session = OnlineSession(self._engine(handle, info, words=config.words), self.options.online)
         decoder = PcmDecoder(config.encoding, config.sample_rate)
         flow = FlowWindow(int(self.limits.window_s * SAMPLE_RATE))
@@ -516,12 +526,14 @@ class Gateway:
         words: bool = False,
     ):
         """A fresh engine for one stream; `words`: its finals carry timed words."""
-        if info.id in self.local:
+        served = self.local.get(info.id)
+        if served is not None and served.recognizer is not None:  # never asked for words
+            return RecognizerEngine(served.recognizer(), partial(self._in_turn, info.id))
+        if served is not None:
 
             async def step(features, state):
                 return await self._step_streams(info.id, features, state)
 
-            served = self.local[info.id]
             queue = served.chunk_queue()
             return CtcEngine(step, served.decoder, queue, served.pad_samples, words)
 
@@ -533,6 +545,10 @@ class Gateway:
 
         every = self.options.online.decode_every_s
         return LocalAgreementEngine(transcribe, every, transcribe_words if words else None)
+
+    async def _in_turn(self, model: str, call):
+        async with self._turns[model]:
+            return await asyncio.to_thread(call)
 
 
 def _deployment_options(options: DeploymentOptions) -> dict:
@@ -557,7 +573,7 @@ def _deployment_options(options: DeploymentOptions) -> dict:
 
 def build_app(options: ServeOptions):
     """The bound application: Gateway + one ModelDeployment per model in options.models."""
-    from audiodistill.online.served_model import is_streaming_student
+    from audiodistill.online.served_model import streams_natively
 
     ids = [model_id(spec) for spec in options.models]
     if len(set(ids)) != len(ids) or not ids:
@@ -575,11 +591,24 @@ def build_app(options: ServeOptions):
         ray_actor_options={"num_cpus": options.gateway_cpus},
     )
     streaming = {
-        mid: spec
-        for mid, spec in zip(ids, options.models, strict=True)
-        if is_streaming_student(spec)
+        mid: spec for mid, spec in zip(ids, options.models, strict=True) if streams_natively(spec)
     }
     return gateway.bind(models, streaming, options)
+
+
+def check_cpus(options: ServeOptions, cpus: float) -> None:
+    """Refuse a plan whose replicas reserve more CPUs than `cpus`: Serve would wait for them
+    forever. Autoscaling replicas are counted at their minimum."""
+    d = options.deployment
+    replicas = d.min_replicas if d.autoscale else d.replicas
+    wanted = len(options.models) * replicas * d.num_cpus
+    wanted += options.gateway_replicas * options.gateway_cpus
+    if wanted > cpus + 1e-9:
+        raise ValueError(
+            f"{len(options.models)} models and the gateway reserve {wanted:g} CPUs, and this "
+            f"Ray has {cpus:g}: lower deployment.num_cpus or gateway_cpus (a scheduling "
+            "hint: deployment.threads is what limits compute), or serve fewer models"
+        )
 
 
 def start(options: ServeOptions) -> str:
@@ -590,6 +619,8 @@ def start(options: ServeOptions) -> str:
     if not ray.is_initialized():
         stages("starting Ray" if not os.environ.get("RAY_ADDRESS") else "joining the cluster")
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    if not os.environ.get("RAY_ADDRESS"):  # a local Ray cannot grow: fail now, not hang
+        check_cpus(options, ray.cluster_resources().get("CPU", 0.0))
     serve.start(http_options={"host": options.host, "port": options.port})
     stages(f"deploying {', '.join(options.models)} (each replica loads its weights)")
     serve.run(build_app(options), name=options.name, route_prefix="/")

@@ -629,6 +629,9 @@ async def _resolve(backend: Backend, config: SessionConfig, param: str):
     if config.language not in (None, "", info.language):
         message = f"model {info.id!r} transcribes {info.language!r} only"
         raise EventError("unsupported_language", message, param + "language")
+    if WORDS in config.include and not info.word_times:
+        message = f"model {info.id!r} gives no word times"
+        raise EventError("invalid_value", message, "session.include")
     return handle, info
 
 

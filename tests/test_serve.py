@@ -4,6 +4,7 @@ streams, limits, and bad input while a healthy stream runs beside it."""
 import asyncio
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,9 @@ pytestmark = pytest.mark.integration
 KEY = "test-key"
 WINDOW_S = 4.0  # flow-control window: small, so a short test stream runs into it
 AUTH = {"Authorization": f"Bearer {KEY}"}
+# the released whisper-causal student: streamed natively, its encoder state in the gateway
+CAUSAL = Path(__file__).resolve().parent.parent / "models" / "whisper-tiny-en-causal"
+MODELS = ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx", CAUSAL.name]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def server(tmp_path_factory):
     from audiodistill.export.exporter import export_onnx
     from audiodistill.testing.dummies import save_untrained_streaming_student
     from serve.app import start
-    from serve.options import LimitOptions, ServeOptions
+    from serve.options import DeploymentOptions, LimitOptions, ServeOptions
 
     root = tmp_path_factory.mktemp("serve")
     student = save_untrained_streaming_student(root / "tiny-stream")
@@ -40,7 +44,8 @@ def server(tmp_path_factory):
         max_upload_mb=1.0, idle_timeout_s=5.0, send_timeout_s=3.0, window_s=WINDOW_S
     )
     options = ServeOptions(
-        models=(student, "teacher:ct2", str(root / "tiny-whisper-onnx")),
+        models=(student, "teacher:ct2", str(root / "tiny-whisper-onnx"), str(CAUSAL)),
+        deployment=DeploymentOptions(num_cpus=0.25),  # four models and the gateway on 2 CPUs
         port=free_port(),
         api_key=KEY,
         limits=limits,
@@ -55,6 +60,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def offline(server, speech):
     """Offline transcripts of the test clip by both served models, computed in-process."""
+    from audiodistill.edge.causal import OnnxCausalWhisper
     from audiodistill.students.streaming import load_student
     from audiodistill.teachers import TeacherOptions, build_teacher
 
@@ -65,6 +71,7 @@ def offline(server, speech):
         "teacher-ct2": teacher.transcribe([clip])[0].text.strip(),
         "tiny-stream": load_student(server[1]).transcribe([clip])[0],
         "tiny-whisper-onnx": load_onnx_model(server[2], int8=True).transcribe([clip])[0],
+        CAUSAL.name: OnnxCausalWhisper(CAUSAL, int8=True).transcribe([clip])[0],
     }
 
 
@@ -82,7 +89,10 @@ def test_health_models_and_auth(server):
     denied = requests.get(f"{url}/v1/models", timeout=10)
     assert denied.status_code == 401 and "API key" in denied.json()["error"]["message"]
     models = requests.get(f"{url}/v1/models", headers=AUTH, timeout=10).json()
-    assert [m["id"] for m in models["data"]] == ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx"]
+    assert [m["id"] for m in models["data"]] == MODELS
+    streaming = {m["id"]: m["streaming"] for m in models["data"]}
+    assert streaming == {"tiny-stream": True, "teacher-ct2": False, "tiny-whisper-onnx": True,
+                         CAUSAL.name: True}  # fmt: skip
 
 
 def test_openai_sdk_works_unchanged(server, offline):
@@ -91,8 +101,7 @@ def test_openai_sdk_works_unchanged(server, offline):
     url = server[0]
     clip, expected = offline
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY)
-    served = ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx"]
-    assert [m.id for m in client.models.list()] == served
+    assert [m.id for m in client.models.list()] == MODELS
     upload = ("clip.wav", wav_bytes(clip))
     result = client.audio.transcriptions.create(model="teacher-ct2", file=upload)
     assert result.text == expected["teacher-ct2"]
@@ -189,7 +198,7 @@ def test_prompt_guides_whisper_models_and_is_ignored_by_ctc(server):
     assert ctc.text == client.audio.transcriptions.create(model="tiny-stream", file=upload).text
 
 
-@pytest.mark.parametrize("model", ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx"])
+@pytest.mark.parametrize("model", MODELS)
 def test_stream_finals_equal_the_offline_transcript(server, offline, model):
     from audiodistill.online.client import stream_audio
 
@@ -200,6 +209,41 @@ def test_stream_finals_equal_the_offline_transcript(server, offline, model):
     types = [r.event["type"] for r in result.events]
     assert types[0] == "ready" and types[-1] == "done" and "partial" in types
     assert result.text() == expected[model]
+
+
+def test_causal_streams_run_side_by_side_without_mixing(server, speech):
+    """Two whisper-causal streams at once, each with its own encoder state in the gateway,
+    give what each clip gives alone; a model with no word times refuses to be asked for
+    them, on a stream and on an upload."""
+    from audiodistill.edge.causal import OnnxCausalWhisper
+    from audiodistill.online.client import stream_audio
+
+    url, clips = server[0], speech[1][:2]
+    alone = OnnxCausalWhisper(CAUSAL, int8=True).transcribe(clips)
+
+    async def both():
+        return await asyncio.gather(
+            *(stream_audio(url, clip, CAUSAL.name, True, 100, KEY) for clip in clips)
+        )
+
+    results = asyncio.run(both())
+    assert [r.close_code for r in results] == [1000, 1000]
+    assert [r.text() for r in results] == alone
+    messages = [_config(model=CAUSAL.name, words=True), '{"type": "end"}']
+    code, reason, _ = asyncio.run(_exchange(url, messages))
+    assert code == 1007 and "word times" in reason
+    refused = requests.post(
+        f"{url}/v1/audio/transcriptions",
+        files={"file": ("a.wav", wav_bytes(clips[0]))},
+        data={
+            "model": CAUSAL.name,
+            "response_format": "verbose_json",
+            "timestamp_granularities[]": "word",
+        },  # fmt: skip
+        headers=AUTH,
+        timeout=60,
+    )
+    assert refused.status_code == 400 and "word times" in refused.json()["error"]["message"]
 
 
 def test_fast_client_is_served_within_the_flow_control_window(server, speech):
@@ -372,3 +416,14 @@ def test_transcribe_command_streams_and_posts(server, offline, tmp_path, capsys)
     assert main(["transcribe", str(path), "--url", ws_url, "chunk_ms=200", *common]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("[") and line.endswith(expected["teacher-ct2"])
+
+
+def test_a_plan_bigger_than_a_local_ray_is_refused_at_once():
+    """Serve would wait forever for replicas that cannot be placed."""
+    from serve.app import check_cpus
+    from serve.options import DeploymentOptions, ServeOptions
+
+    four = ServeOptions(models=("teacher:ct2", "a", "b", "c"))
+    with pytest.raises(ValueError, match="reserve 2.5 CPUs, and this Ray has 2"):
+        check_cpus(four, 2.0)
+    check_cpus(ServeOptions(models=four.models, deployment=DeploymentOptions(num_cpus=0.25)), 2)

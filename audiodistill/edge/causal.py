@@ -88,8 +88,10 @@ class CausalRecognizer:
         self._frames = self._samples = self._decoded_at = 0
         self._partial, self._draft = "", []
 
-    def accept(self, pcm: np.ndarray) -> str:
-        """Feed 16 kHz float32 samples (any count); return the partial text so far."""
+    def accept(self, pcm: np.ndarray, partial: bool = True) -> str:
+        """Feed 16 kHz float32 samples (any count); return the partial text so far.
+        `partial=False` holds the partial decode back (a server skips it until a segment
+        has speech: silence never gives text, and decoding it costs the most)."""
         pcm = np.asarray(pcm, np.float32).reshape(-1)
         limit = piece_samples(self.engine.tail_seconds)
         while len(pcm):
@@ -98,7 +100,8 @@ class CausalRecognizer:
             self._push(take)
             if self._samples == limit:
                 self._done.append(self._finish_piece())
-        if self.partial_frames and self._frames - self._decoded_at >= self.partial_frames:
+        due = self.partial_frames and self._frames - self._decoded_at >= self.partial_frames
+        if partial and due:
             self._partial, self._decoded_at = self._decode(), self._frames
         return " ".join([*self._done, self._partial]).strip()
 
@@ -114,6 +117,11 @@ class CausalRecognizer:
         """The text so far as final (a pause ends a segment, edge/transcribe.py sessions);
         the next audio starts a fresh stream, as the silence between them would leave it."""
         return self.finalize()
+
+    def drop(self) -> None:
+        """Forget the stream without decoding it (a server drops a segment with no speech)."""
+        self._done = []
+        self._reset_piece()
 
     def _push(self, pcm: np.ndarray) -> None:
         self._samples += len(pcm)

@@ -134,8 +134,9 @@ class OnnxStreamingRecognizer:
         self._stream = self.model.decoder.stream()
         self._text = ""
 
-    def accept(self, pcm: np.ndarray) -> str:
-        """Feed 16 kHz float32 samples (any count); return the partial text so far."""
+    def accept(self, pcm: np.ndarray, partial: bool = True) -> str:
+        """Feed 16 kHz float32 samples (any count); return the partial text so far (CTC
+        decodes each step as it runs, so `partial` changes nothing)."""
         for step in self._chunks.push(self._features.accept(pcm)):
             self._run(step)
         return self._text
@@ -158,8 +159,12 @@ class OnnxStreamingRecognizer:
         state and pending frames carry into the next segment, as the server's sessions cut
         a live stream at pauses."""
         text = self._stream.finalize()
-        self._stream, self._text = self.model.decoder.stream(), ""
+        self.drop()
         return text
+
+    def drop(self) -> None:
+        """Forget the open segment's text; the encoder state runs on."""
+        self._stream, self._text = self.model.decoder.stream(), ""
 
     def _run(self, step: Step) -> None:
         if step.restart is not None:

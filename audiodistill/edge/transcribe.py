@@ -25,13 +25,12 @@ from audiodistill.edge.causal import EXPORT_KIND as CAUSAL_KIND
 from audiodistill.edge.causal import OnnxCausalWhisper
 from audiodistill.edge.recognizer import (
     OnnxStreamingModel,
-    OnnxStreamingRecognizer,
     load_onnx_model,
 )
 from audiodistill.edge.whisper import EXPORT_KIND as WHISPER_KIND
 from audiodistill.edge.whisper import OnnxWhisper
 from audiodistill.errors import ModelError
-from audiodistill.online.streams import Engine, Event, OnlineSession
+from audiodistill.online.streams import Engine, Event, OnlineSession, RecognizerEngine
 
 if TYPE_CHECKING:
     from audiodistill.online.client import TranscribeOptions
@@ -58,23 +57,6 @@ def load_export(
     return load_onnx_model(path, int8, threads)  # says what it wants of anything else
 
 
-class StreamingEngine:
-    """A streaming student as a session's engine: it steps as audio arrives and its encoder
-    state runs on across segments; each segment's text is decoded afresh."""
-
-    def __init__(self, recognizer: OnnxStreamingRecognizer):
-        self.recognizer = recognizer
-
-    async def accept(self, pcm: np.ndarray, speech: bool) -> str:
-        return self.recognizer.accept(pcm)
-
-    async def end_segment(self, flush: bool) -> str:
-        return self.recognizer.finalize() if flush else self.recognizer.end_segment()
-
-    async def drop_segment(self) -> None:
-        self.recognizer.end_segment()
-
-
 class WindowEngine:
     """A whole-clip transcriber as a session's engine: a segment's audio is kept and
     transcribed once, when the segment closes; nothing is shown before that."""
@@ -99,7 +81,7 @@ def engine_for(model: OnnxStreamingModel | OnnxWhisper | OnnxCausalWhisper) -> E
     """A fresh engine (one input's stream) on a loaded export."""
     if isinstance(model, OnnxWhisper):
         return WindowEngine(lambda audio: model.transcribe([audio])[0])
-    return StreamingEngine(model.recognizer())
+    return RecognizerEngine(model.recognizer())
 
 
 def run_session(

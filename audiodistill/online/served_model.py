@@ -16,6 +16,7 @@ import numpy as np
 
 from audiodistill.data.audio import HOP_LENGTH, SAMPLE_RATE
 from audiodistill.decoding.words import Word, snap_to_speech
+from audiodistill.edge.features import FRAMES_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ModelInfo:
     parameters: int
     chunk_frames: int = 0  # streaming: 10 ms feature frames per chunk
     takes_prompt: bool = False  # uses HTTP `prompt` (Whisper-type); others ignore it
+    word_times: bool = True  # can time its words (uploads' word timestamps, stream finals)
     language: str = "en"  # the only language the bundled models know
 
     def to_dict(self) -> dict:
@@ -44,18 +46,23 @@ def model_id(spec: str) -> str:
 
 
 STREAMING_KINDS = ("streaming", "streaming-onnx")  # a saved student, or its ONNX export
+# whisper-causal, saved or exported: streams natively through its own recognizer
+CAUSAL_KINDS = ("whisper-causal", "whisper-causal-onnx")
 # whole-clip calls a served model runs at once: short requests, and long files' segments in
 # a lane of their own beside them (serve/app.py), so a long file never holds a short one up
 LANES = 2
 
 
 def is_streaming_student(spec: str) -> bool:
-    """Whether `spec` is a streaming student directory: saved by `distill`, or exported to
-    ONNX (a released student)."""
-    config = Path(spec) / "config.json"
-    if spec.startswith("teacher:") or not config.is_file():
-        return False
-    return json.loads(config.read_text()).get("student") in STREAMING_KINDS
+    """Whether `spec` is a CTC streaming student directory: saved by `distill`, or exported
+    to ONNX (a released student)."""
+    return _kind(spec) in STREAMING_KINDS
+
+
+def streams_natively(spec: str) -> bool:
+    """Whether `spec` decodes a live stream chunk by chunk, keeping its encoder state (a
+    CTC streaming student or whisper-causal), rather than by LocalAgreement."""
+    return _kind(spec) in STREAMING_KINDS + CAUSAL_KINDS
 
 
 class ServedModel:
@@ -63,8 +70,8 @@ class ServedModel:
 
     A streaming student runs on the replica's GPU when it has one (an ONNX export on CPU, its
     int8 graph when it has one); Whisper-type models load through evaluation's loaders, on
-    CPU. For streaming students `decoder`, `chunk_queue()` and `pad_samples` are what a live
-    session needs beside `step`.
+    CPU. For CTC streaming students `decoder`, `chunk_queue()` and `pad_samples` are what a
+    live session needs beside `step`; whisper-causal gives a `recognizer` per stream.
     """
 
     def __init__(self, spec: str, threads: int = 1, chunk_ms: int | None = None):
@@ -73,9 +80,11 @@ class ServedModel:
         torch.set_num_threads(threads)
         self.takes_prompt, self._onnx, self._torch = False, None, None
         self._transcribe_words = None  # Whisper-type models' (streaming students': frames)
-        if is_streaming_student(spec) and _kind(spec) == "streaming-onnx":
+        self.recognizer = None  # whisper-causal: () -> a fresh recognizer for one live stream
+        kind = _kind(spec)
+        if kind == "streaming-onnx":
             parameters = self._load_onnx(spec, threads, chunk_ms)
-        elif is_streaming_student(spec):
+        elif kind == "streaming":
             parameters = self._load_torch(spec, chunk_ms)
         else:
             from audiodistill.evaluation.measurement import load_eval_model
@@ -85,15 +94,27 @@ class ServedModel:
             self._transcribe_words = loaded.transcribe_words
             parameters = loaded.parameters
             self.takes_prompt = loaded.takes_prompt
-        streaming = self._onnx is not None or self._torch is not None
+            if kind in CAUSAL_KINDS:
+                self._use_recognizer(spec, loaded.recognizer, loaded.chunk_ms, chunk_ms)
+        ctc = self._onnx is not None or self._torch is not None
         self.info = ModelInfo(
             id=model_id(spec),
-            kind="streaming" if streaming else loaded.kind,
-            streaming=streaming,
+            kind="streaming" if ctc else loaded.kind,
+            streaming=ctc or self.recognizer is not None,
             parameters=parameters,
             chunk_frames=self.chunk_frames,
             takes_prompt=self.takes_prompt,
+            word_times=ctc or self._transcribe_words is not None,
         )
+
+    def _use_recognizer(self, spec: str, recognizer, model_ms: int, chunk_ms: int | None):
+        if chunk_ms is not None and chunk_ms != model_ms:
+            raise ValueError(
+                f"{spec}: whisper-causal streams in the chunks it was trained for "
+                f"({model_ms} ms), not {chunk_ms} ms"
+            )
+        self.recognizer = recognizer
+        self.chunk_frames = model_ms * FRAMES_PER_SECOND // 1000
 
     def _load_torch(self, spec: str, chunk_ms: int | None) -> int:
         import torch
@@ -222,11 +243,15 @@ class ServedModel:
                 out.append((log_softmax(logits), new))
             return out
         if self._torch is None:
-            raise ValueError(f"{self.info.id} is not a streaming model")
+            raise ValueError(f"{self.info.id} is not a CTC streaming model")
         from audiodistill.students.streaming import step_streams
 
         return step_streams(self._torch.model, chunks, states, self.chunk_frames)
 
 
 def _kind(spec: str) -> str | None:
-    return json.loads((Path(spec) / "config.json").read_text()).get("student")
+    """A student directory's kind (config.json "student"); None for anything else."""
+    config = Path(spec) / "config.json"
+    if spec.startswith("teacher:") or not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("student")

@@ -7,6 +7,9 @@ reports `partial` events (text of the open segment, may still change) and `final
 
 - `CtcEngine` for the streaming student: runs natively chunk by chunk, carrying the
   encoder state; the partial text is its CTC decoder's best so far.
+- `RecognizerEngine` for a recognizer that keeps its own stream state (the edge runtime's
+  streaming recognizers; whisper-causal, whose decoder reads the causal encoder's states
+  so far): partials as it decodes them, the final from the same states.
 - `LocalAgreementEngine` for Whisper-type models, which only transcribe whole clips: it
   re-transcribes the open segment's growing buffer every `decode_every_s` and shows the
   words that two consecutive hypotheses agree on first (the LocalAgreement-2 policy of
@@ -21,7 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -37,6 +41,10 @@ StepFn = Callable[[np.ndarray, dict | None], Awaitable[tuple[np.ndarray, dict]]]
 TranscribeFn = Callable[[np.ndarray], Awaitable[str]]
 # a clip -> its words, times from the clip's start
 TranscribeWordsFn = Callable[[np.ndarray], Awaitable[list[Word]]]
+T = TypeVar("T")
+# runs a blocking call of a recognizer: in the caller's thread, or in a worker thread so an
+# event loop serving other streams is not held up
+RunFn = Callable[[Callable[[], T]], Awaitable[T]]
 # a session checks for the end of a segment every few VAD frames (3 x 30 ms), however
 # large the pieces a client sends
 SLICE_FRAMES = 3
@@ -170,6 +178,47 @@ class CtcEngine:
         if self._words:
             self._logprobs.append(logprobs)
         self._text = self._segment.accept(logprobs)
+
+
+class Recognizer(Protocol):
+    """A live stream's recognizer that keeps the stream's state itself."""
+
+    def accept(self, pcm: np.ndarray, partial: bool = True) -> str:
+        """Take 16 kHz float32 samples; return the partial text. `partial=False`: a costly
+        partial decode may wait (the segment has had no speech yet)."""
+
+    def end_segment(self) -> str:
+        """The text so far as final; the next audio starts a new segment."""
+
+    def finalize(self) -> str:
+        """As `end_segment`, using every sample held back (the stream has ended)."""
+
+    def drop(self) -> None:
+        """Forget the open segment's text without decoding it."""
+
+
+async def run_inline(call: Callable[[], T]) -> T:
+    return call()
+
+
+class RecognizerEngine:
+    """A `Recognizer` as a session's engine. Its calls block for as long as the model
+    computes, so they go through `run`: inline for one stream in-process, a worker thread
+    in a server."""
+
+    def __init__(self, recognizer: Recognizer, run: RunFn = run_inline):
+        self.recognizer = recognizer
+        self._run = run
+
+    async def accept(self, pcm: np.ndarray, speech: bool) -> str:
+        return await self._run(partial(self.recognizer.accept, pcm, speech))
+
+    async def end_segment(self, flush: bool) -> str:
+        r = self.recognizer
+        return await self._run(r.finalize if flush else r.end_segment)
+
+    async def drop_segment(self) -> None:
+        await self._run(self.recognizer.drop)
 
 
 def agreed_prefix(a: Sequence[str], b: Sequence[str]) -> list[str]:
