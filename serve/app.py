@@ -201,7 +201,7 @@ class Gateway:
             _, info = await self._model(name)
             # OpenAI's model object, plus what a client needs to pick one (extra fields are
             # allowed; the SDK keeps them)
-            fields = ("kind", "streaming", "takes_prompt", "parameters")
+            fields = ("kind", "streaming", "takes_prompt", "word_times", "parameters")
             extra = {k: getattr(info, k) for k in fields}
             data.append(
                 {"id": name, "object": "model", "created": 0, "owned_by": "audiodistill", **extra}

@@ -183,8 +183,9 @@ def test_onnx_decoder_without_timestamp_rows_decodes_as_one_with_every_row(
     trained, exported, tmp_path
 ):
     """The export's decoder keeps the token ids below the first timestamp, and its int8
-    graph stores the positions in float16 (tiny.en's are float16 values): its logits are
-    a full-width int8 decoder's own over those ids, and greedy picks the same tokens."""
+    graph stores the positions in float16 (tiny.en's are float16 values) and runs the
+    output layer as an integer matmul: its logits are a full-width int8 decoder's own over
+    those ids, and greedy picks the same tokens."""
     import onnx
     import onnxruntime as ort
 
@@ -204,6 +205,12 @@ def test_onnx_decoder_without_timestamp_rows_decodes_as_one_with_every_row(
     )
     graph = onnx.load(str(exported / config["models"]["int8"]["decoder"])).graph
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
+    # the int8 token table is read as it is stored, never dequantized whole every step: the
+    # embedding gathers its columns, the logits are an integer matmul on it
+    assert {n.op_type for n in graph.node if "tokens_quantized" in n.input} == {
+        "Gather",
+        "MatMulInteger",
+    }
 
     states = _encoded(model, rows[0]["audio"])
     speech = model.cross.run(None, {"states": states[None]})

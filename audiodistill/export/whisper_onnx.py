@@ -99,15 +99,18 @@ class DecoderStepGraph(nn.Module):
         super().__init__()
         self.decoder = model.model.decoder
         self.n_heads = model.config.decoder_attention_heads
-        # the output layer is tied to the token embedding: one [vocab, D] table serves both
-        # (a copy of the kept rows, so the graph stores those and not the whole table)
-        table = model.proj_out.weight
-        self.tokens = table if vocab is None else nn.Parameter(table[:vocab].detach().clone())
+        # the output layer is tied to the token embedding: one table serves both, stored as
+        # [D, vocab] so that the logits read it as a MatMul's weight, which int8 quantization
+        # turns into an integer matmul on the int8 table (as [vocab, D] it was the MatMul's
+        # first operand: quantized for storage only, run in float32 over the whole table
+        # every step); the embedding gathers its columns
+        kept = model.proj_out.weight[:vocab]
+        self.tokens = nn.Parameter(kept.detach().T.contiguous())
 
     def forward(self, input_ids, cross_keys, cross_values, past_keys, past_values):
         past, n = past_keys.shape[3], input_ids.shape[1]
         positions = self.decoder.embed_positions.weight[past : past + n]
-        x = F.embedding(input_ids, self.tokens) + positions
+        x = torch.index_select(self.tokens, 1, input_ids[0]).T[None] + positions  # [1, n, D]
         # query i sits at position past + i and sees keys up to there
         query_pos = past + torch.arange(n)[:, None]
         key_pos = torch.arange(past + n)[None, :]
@@ -127,11 +130,9 @@ class DecoderStepGraph(nn.Module):
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
         states = self.decoder.layer_norm(x)  # [1, n, D]
-        # weight [V, D] @ states [D, n], not states @ weight.T: the output layer is tied to
-        # the token embedding, and a transposed copy would store the largest tensor twice.
-        # Every position's logits, so a runtime can check a draft in one call (exports from
+        # every position's logits, so a runtime can check a draft in one call (exports from
         # before 2026-12-07 give the last position's only, [1, V])
-        logits = torch.matmul(self.tokens, states[0].T).T[None]  # [1, n, V]
+        logits = torch.matmul(states, self.tokens)  # [1, n, V]
         return logits, torch.stack(new_keys), torch.stack(new_values), torch.stack(cross_weights)
 
     def _attend(self, attention, h, keys, values, mask):

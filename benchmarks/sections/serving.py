@@ -79,7 +79,8 @@ def fairness() -> list[str]:
 
 def load_tests() -> list[str]:
     rows, commands = [], []
-    for name in ("serve_load_char_lm.json", "serve_load_flow_control_20.json"):
+    for name in ("serve_load_char_lm.json", "serve_load_flow_control_20.json",
+                 "serve_load_causal.json"):  # fmt: skip
         d = load(name)
         commands.append(clean(d["command"]))
         for label, m in d["models"].items():
@@ -126,10 +127,18 @@ def load_tests() -> list[str]:
         "on this machine: after flow control was added, four runs at N = 20 met it once "
         "(`serve_load_flow_control_20.json` is that run; the others are in the lab notebook).",
         "",
+        "`serve_load_causal.json`: the released whisper-causal student (int8 ONNX), streamed "
+        "natively (its encoder state in the gateway, one gateway replica, 1 thread), beside "
+        "the teacher (CTranslate2 int8) streamed by LocalAgreement, one run on a quiet machine. "
+        "At one stream the end of audio to final is one final; its segment finals (pauses "
+        "mid-stream, same decode) are the steadier figure.",
+        "",
         sources(
             "serve_load_char_lm.json",
             "serve_load_flow_control_20.json",
-            taken='2026-12-01 and 2026-11-30, "Streaming service"',
+            "serve_load_causal.json",
+            taken='2026-12-01 and 2026-11-30, "Streaming service"; serve_load_causal.json '
+            '2026-12-07, "whisper-causal served natively"',
         )
         + " Re-measure (commands as recorded in the JSON, scratch paths as placeholders: "
         "`lm` and `greedy` were copies of the main job's export, one set to greedy decoding):",
