@@ -527,8 +527,9 @@ class Gateway:
     ):
         """A fresh engine for one stream; `words`: its finals carry timed words."""
         served = self.local.get(info.id)
-        if served is not None and served.recognizer is not None:  # never asked for words
-            return RecognizerEngine(served.recognizer(), partial(self._in_turn, info.id))
+        if served is not None and served.recognizer is not None:
+            run = partial(self._in_turn, info.id)
+            return RecognizerEngine(served.recognizer(words=words), run, words)
         if served is not None:
 
             async def step(features, state):

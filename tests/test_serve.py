@@ -21,7 +21,8 @@ WINDOW_S = 4.0  # flow-control window: small, so a short test stream runs into i
 AUTH = {"Authorization": f"Bearer {KEY}"}
 # the released whisper-causal student: streamed natively, its encoder state in the gateway
 CAUSAL = Path(__file__).resolve().parent.parent / "models" / "whisper-tiny-en-causal"
-MODELS = ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx", CAUSAL.name]
+# teacher:hf-fill, the teacher with the window fill: a fast teacher that gives no word times
+MODELS = ["tiny-stream", "teacher-ct2", "tiny-whisper-onnx", CAUSAL.name, "teacher-hf-fill"]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,14 @@ def server(tmp_path_factory):
         max_upload_mb=1.0, idle_timeout_s=5.0, send_timeout_s=3.0, window_s=WINDOW_S
     )
     options = ServeOptions(
-        models=(student, "teacher:ct2", str(root / "tiny-whisper-onnx"), str(CAUSAL)),
-        deployment=DeploymentOptions(num_cpus=0.25),  # four models and the gateway on 2 CPUs
+        models=(
+            student,
+            "teacher:ct2",
+            str(root / "tiny-whisper-onnx"),
+            str(CAUSAL),
+            "teacher:hf-fill",
+        ),  # fmt: skip
+        deployment=DeploymentOptions(num_cpus=0.25),  # five models and the gateway on 2 CPUs
         port=free_port(),
         api_key=KEY,
         limits=limits,
@@ -61,6 +68,7 @@ def server(tmp_path_factory):
 def offline(server, speech):
     """Offline transcripts of the test clip by both served models, computed in-process."""
     from audiodistill.edge.causal import OnnxCausalWhisper
+    from audiodistill.evaluation.measurement import load_eval_model
     from audiodistill.students.streaming import load_student
     from audiodistill.teachers import TeacherOptions, build_teacher
 
@@ -72,6 +80,7 @@ def offline(server, speech):
         "tiny-stream": load_student(server[1]).transcribe([clip])[0],
         "tiny-whisper-onnx": load_onnx_model(server[2], int8=True).transcribe([clip])[0],
         CAUSAL.name: OnnxCausalWhisper(CAUSAL, int8=True).transcribe([clip])[0],
+        "teacher-hf-fill": load_eval_model("teacher:hf-fill").transcribe([clip])[0].strip(),
     }
 
 
@@ -92,7 +101,9 @@ def test_health_models_and_auth(server):
     assert [m["id"] for m in models["data"]] == MODELS
     streaming = {m["id"]: m["streaming"] for m in models["data"]}
     assert streaming == {"tiny-stream": True, "teacher-ct2": False, "tiny-whisper-onnx": True,
-                         CAUSAL.name: True}  # fmt: skip
+                         CAUSAL.name: True, "teacher-hf-fill": False}  # fmt: skip
+    timed = {m["id"] for m in models["data"] if m["word_times"]}
+    assert timed == set(MODELS) - {"teacher-hf-fill"}
 
 
 def test_openai_sdk_works_unchanged(server, offline):
@@ -158,9 +169,10 @@ def test_word_timestamps_through_the_sdk(server, offline):
     assert " ".join(cues) == plain.text
 
 
-@pytest.mark.parametrize("model", ["teacher-ct2", "tiny-whisper-onnx"])
+@pytest.mark.parametrize("model", ["teacher-ct2", "tiny-whisper-onnx", CAUSAL.name])
 def test_stream_finals_carry_words_when_asked(server, offline, model):
-    """A Whisper-type model (its words lane) and a CTC student (frames in the gateway)."""
+    """A Whisper-type model (its words lane), a CTC student (frames in the gateway), and
+    whisper-causal (its decoder's cross-attention, in the gateway)."""
     url = server[0]
     clip, _ = offline
     pcm = (clip * 32767).astype("<i2").tobytes()
@@ -213,8 +225,8 @@ def test_stream_finals_equal_the_offline_transcript(server, offline, model):
 
 def test_causal_streams_run_side_by_side_without_mixing(server, speech):
     """Two whisper-causal streams at once, each with its own encoder state in the gateway,
-    give what each clip gives alone; a model with no word times refuses to be asked for
-    them, on a stream and on an upload."""
+    give what each clip gives alone; a model with no word times (the filled teacher)
+    refuses to be asked for them, on a stream and on an upload."""
     from audiodistill.edge.causal import OnnxCausalWhisper
     from audiodistill.online.client import stream_audio
 
@@ -229,14 +241,14 @@ def test_causal_streams_run_side_by_side_without_mixing(server, speech):
     results = asyncio.run(both())
     assert [r.close_code for r in results] == [1000, 1000]
     assert [r.text() for r in results] == alone
-    messages = [_config(model=CAUSAL.name, words=True), '{"type": "end"}']
+    messages = [_config(model="teacher-hf-fill", words=True), '{"type": "end"}']
     code, reason, _ = asyncio.run(_exchange(url, messages))
     assert code == 1007 and "word times" in reason
     refused = requests.post(
         f"{url}/v1/audio/transcriptions",
         files={"file": ("a.wav", wav_bytes(clips[0]))},
         data={
-            "model": CAUSAL.name,
+            "model": "teacher-hf-fill",
             "response_format": "verbose_json",
             "timestamp_granularities[]": "word",
         },  # fmt: skip

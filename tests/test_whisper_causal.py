@@ -229,6 +229,27 @@ def test_onnx_decoder_without_timestamp_rows_decodes_as_one_with_every_row(
     np.testing.assert_array_equal(narrow, wide[..., :vocab])
 
 
+def test_words_spell_the_text_in_order_inside_the_audio(trained, exported):
+    """Torch and the export time the final text's words from the decoder's
+    cross-attention; past one window, the second piece's words come after the first's."""
+    from audiodistill.edge.causal import OnnxCausalWhisper
+
+    _, _, rows, _, loaded, _ = trained
+    audios = [r["audio"] for r in rows[:2]]
+    onnx = OnnxCausalWhisper(exported)
+    piece = piece_samples(onnx.tail_seconds)
+    long = np.tile(np.concatenate(audios), -(-piece // sum(map(len, audios))) + 1)
+    for model, clips in ((loaded, audios), (onnx, [*audios, long[: piece + 3 * 16_000]])):
+        for audio, text, words in zip(
+            clips, model.transcribe(clips), model.transcribe_words(clips), strict=True
+        ):
+            assert words and " ".join(w.text for w in words) == text
+            starts = [w.start for w in words]
+            assert starts == sorted(starts)
+            assert all(0 <= w.start <= w.end <= len(audio) / 16_000 + 0.05 for w in words)
+    assert words[-1].start > piece / 16_000  # the last clip's second piece
+
+
 def test_a_draft_is_checked_not_trusted(trained):
     """A stream's earlier hypothesis speeds a decode up but never changes it: the tokens
     greedy would choose are kept, the first other one and all after it are decoded again."""

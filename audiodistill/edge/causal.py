@@ -20,8 +20,16 @@ from typing import Protocol
 import numpy as np
 
 from audiodistill.data.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from audiodistill.decoding.whisper_alignment import timed_words
+from audiodistill.decoding.words import Word, shifted
 from audiodistill.edge.features import FRAMES_PER_SECOND, ChunkQueue, FeatureStreamer, Step
-from audiodistill.edge.whisper import ByteBPEDecoder, greedy_tokens, open_graphs
+from audiodistill.edge.whisper import (
+    SAMPLES_PER_POSITION,
+    ByteBPEDecoder,
+    alignment_weights,
+    greedy_tokens,
+    open_graphs,
+)
 
 EXPORT_KIND = "whisper-causal-onnx"  # config.json "student" of the export
 WINDOW_POSITIONS = 1500  # encoder frames (20 ms) the decoder reads: Whisper's 30 s window
@@ -58,6 +66,11 @@ class CausalEngine(Protocol):
 
     def text(self, ids: list[int]) -> str: ...
 
+    def words(self, states: np.ndarray, ids: list[int], positions: int) -> list[Word]:
+        """The words of `ids` decoded from `states` [T, D], whose first `positions` hold
+        the audio, timed from the decoder's cross-attention (seconds from the piece's start)."""
+        ...
+
 
 class CausalRecognizer:
     """One audio stream: PCM pieces in; the encoder runs each chunk as soon as its audio
@@ -73,11 +86,15 @@ class CausalRecognizer:
     after the last partial costs a few decoder steps, not one per token of the utterance.
     """
 
-    def __init__(self, engine: CausalEngine, partial_seconds: float = 1.0):
+    def __init__(self, engine: CausalEngine, partial_seconds: float = 1.0, words: bool = False):
         self.engine = engine
         # encoder frames (20 ms) of new audio between partial decodes
         self.partial_frames = int(partial_seconds * FRAMES_PER_SECOND / 2)
+        self.words = words  # time the final text's words (`last_words`)
+        self.last_words: list[Word] = []  # the last final's, seconds from its stream's start
         self._done: list[str] = []  # text of finished pieces
+        self._timed: list[Word] = []  # their words
+        self._offset = 0  # stream samples before the open piece
         self._reset_piece()
 
     def _reset_piece(self) -> None:
@@ -106,11 +123,13 @@ class CausalRecognizer:
         return " ".join([*self._done, self._partial]).strip()
 
     def finalize(self) -> str:
-        """The final text of the stream; resets for the next one."""
+        """The final text of the stream (its words in `last_words` when timing them);
+        resets for the next one."""
         if self._samples or not self._done:
             self._done.append(self._finish_piece())
         text = " ".join(t for t in self._done if t).strip()
-        self._done = []
+        self.last_words = self._timed
+        self._done, self._timed, self._offset = [], [], 0
         return text
 
     def end_segment(self) -> str:
@@ -120,7 +139,7 @@ class CausalRecognizer:
 
     def drop(self) -> None:
         """Forget the stream without decoding it (a server drops a segment with no speech)."""
-        self._done = []
+        self._done, self._timed, self._offset = [], [], 0
         self._reset_piece()
 
     def _push(self, pcm: np.ndarray) -> None:
@@ -129,11 +148,17 @@ class CausalRecognizer:
             self._run(step)
 
     def _finish_piece(self) -> str:
+        audio = self._samples
         self._push(np.zeros(int(self.engine.tail_seconds * SAMPLE_RATE), np.float32))
         last = self._queue.flush()
         if last is not None:
             self._run(last)
         text = self._decode()
+        if self.words and self._draft:
+            positions = -(-audio // SAMPLES_PER_POSITION)  # those holding the piece's audio
+            timed = self.engine.words(np.concatenate(self._states), self._draft, positions)
+            self._timed += shifted(timed, self._offset / SAMPLE_RATE)
+        self._offset += audio
         self._reset_piece()
         return text
 
@@ -148,6 +173,18 @@ class CausalRecognizer:
             return ""
         self._draft = self.engine.decode(np.concatenate(self._states), self._draft)
         return self.engine.text(self._draft)
+
+
+def stream_clips(
+    recognizer: CausalRecognizer, audios: list[np.ndarray]
+) -> list[tuple[str, list[Word]]]:
+    """Whole clips through a recognizer one at a time: each one's text and (when the
+    recognizer times them) words."""
+    out = []
+    for audio in audios:
+        recognizer.accept(audio)
+        out.append((recognizer.finalize(), recognizer.last_words))
+    return out
 
 
 class OnnxCausalWhisper:
@@ -190,28 +227,39 @@ class OnnxCausalWhisper:
         return states[0], {s["name"]: a for s, a in zip(self.config["state"], new, strict=True)}
 
     def decode(self, states: np.ndarray, draft: list[int]) -> list[int]:
-        speech = self.cross.run(None, {"states": states[None].astype(np.float32)})
-        keys, values = (  # [layers, 1, heads, 1500, head_dim]
-            np.concatenate([mine, silent[:, :, :, len(states) :]], axis=3)
-            for mine, silent in zip(speech, self.silence_cross, strict=True)
-        )
+        keys, values = self._cross(states)
         limit = self.config["max_new_tokens"]
         return greedy_tokens(self.decoder, self.config, keys, values, limit, draft)
 
     def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids).strip()
 
-    def recognizer(self, partial_seconds: float = 1.0) -> CausalRecognizer:
-        return CausalRecognizer(self, partial_seconds)
+    def words(self, states: np.ndarray, ids: list[int], positions: int) -> list[Word]:
+        weights = alignment_weights(self.decoder, self.config, *self._cross(states), ids)
+        return timed_words(ids, self.tokenizer.text, weights, positions)
+
+    def recognizer(self, partial_seconds: float = 1.0, words: bool = False) -> CausalRecognizer:
+        return CausalRecognizer(self, partial_seconds, words)
 
     def transcribe(self, audios: list[np.ndarray]) -> list[str]:
         """Whole clips through the streaming path, one at a time (16 kHz float32)."""
-        recognizer = self.recognizer(partial_seconds=0)
-        texts = []
-        for audio in audios:
-            recognizer.accept(audio)
-            texts.append(recognizer.finalize())
-        return texts
+        return [text for text, _ in stream_clips(self.recognizer(partial_seconds=0), audios)]
+
+    def transcribe_words(self, audios: list[np.ndarray]) -> list[list[Word]]:
+        """Each clip's words (the text `transcribe` gives), timed from the cross-attention
+        of the teacher's alignment heads, seconds from the clip's start."""
+        recognizer = self.recognizer(partial_seconds=0, words=True)
+        return [words for _, words in stream_clips(recognizer, audios)]
+
+    def _cross(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cross-attention keys and values [layers, 1, heads, 1500, head_dim] of a piece's
+        states [T, D], the rest of the window the silence's."""
+        speech = self.cross.run(None, {"states": states[None].astype(np.float32)})
+        keys, values = (
+            np.concatenate([mine, silent[:, :, :, len(states) :]], axis=3)
+            for mine, silent in zip(speech, self.silence_cross, strict=True)
+        )
+        return keys, values
 
     def _silence(self) -> np.ndarray:
         streamer, queue, state = self.feature_streamer(), self.chunk_queue(), self.init_state()

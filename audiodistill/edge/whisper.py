@@ -143,7 +143,7 @@ class OnnxWhisper:
                 cross = self._cross(whisper_log_mel(window, self.config["tail_seconds"]))
                 ids = self._greedy(*cross, max_new_tokens)
                 if ids:
-                    weights = self._alignment_weights(*cross, ids)
+                    weights = alignment_weights(self.decoder, self.config, *cross, ids)
                     positions = -(-len(window) // SAMPLES_PER_POSITION)
                     timed = timed_words(ids, self.tokenizer.text, weights, positions)
                     words += shifted(timed, index * WINDOW_SAMPLES / SAMPLE_RATE)
@@ -167,30 +167,36 @@ class OnnxWhisper:
             cross_values = np.concatenate([cross_values, values], axis=3)
         return cross_keys, cross_values
 
-    def _alignment_weights(
-        self, cross_keys: np.ndarray, cross_values: np.ndarray, ids: list[int]
-    ) -> np.ndarray:
-        """[alignment heads, len(ids) + 1, T]: the cross-attention of the steps that
-        predicted each token and end-of-text, from one decoder call on prompt + ids."""
-        c, empty = self.config, empty_cache(self.config)
-        (weights,) = self.decoder.run(
-            ["cross_attention"],
-            {
-                "input_ids": np.asarray([[*c["prompt"], *ids]], dtype=np.int64),
-                "cross_keys": cross_keys,
-                "cross_values": cross_values,
-                "past_keys": empty,
-                "past_values": empty,
-            },
-        )
-        rows = weights[:, 0, :, len(c["prompt"]) - 1 :]  # [layers, heads, tokens + 1, T]
-        heads = alignment_heads(c.get("alignment_heads"), c["cache"]["layers"], c["cache"]["heads"])
-        return np.stack([rows[layer, head] for layer, head in heads])
-
     def _greedy(
         self, cross_keys: np.ndarray, cross_values: np.ndarray, max_new_tokens: int
     ) -> list[int]:
         return greedy_tokens(self.decoder, self.config, cross_keys, cross_values, max_new_tokens)
+
+
+def alignment_weights(
+    decoder: ort.InferenceSession,
+    config: dict,
+    cross_keys: np.ndarray,
+    cross_values: np.ndarray,
+    ids: list[int],
+) -> np.ndarray:
+    """[alignment heads, len(ids) + 1, T]: the cross-attention of the steps that predicted
+    each token and end-of-text, from one decoder call on prompt + ids."""
+    empty = empty_cache(config)
+    (weights,) = decoder.run(
+        ["cross_attention"],
+        {
+            "input_ids": np.asarray([[*config["prompt"], *ids]], dtype=np.int64),
+            "cross_keys": cross_keys,
+            "cross_values": cross_values,
+            "past_keys": empty,
+            "past_values": empty,
+        },
+    )
+    rows = weights[:, 0, :, len(config["prompt"]) - 1 :]  # [layers, heads, tokens + 1, T]
+    layers, heads_per_layer = config["cache"]["layers"], config["cache"]["heads"]
+    heads = alignment_heads(config.get("alignment_heads"), layers, heads_per_layer)
+    return np.stack([rows[layer, head] for layer, head in heads])
 
 
 def open_graphs(

@@ -310,7 +310,8 @@ def _onnx_export(path: str, threads: int) -> EvalModel:
     if config["student"] == ONNX_CAUSAL:
         causal = OnnxCausalWhisper(path, int8=int8, threads=threads)
         return EvalModel(name, "whisper-causal", parameters, size, causal.transcribe,
-                         recognizer=causal.recognizer, chunk_ms=causal.chunk_ms)  # fmt: skip
+                         recognizer=causal.recognizer, chunk_ms=causal.chunk_ms,
+                         transcribe_words=causal.transcribe_words)  # fmt: skip
     model = OnnxWhisper(path, int8=int8, threads=threads)
     kind, words = "whisper-distil", model.transcribe_words
     return EvalModel(name, kind, parameters, size, model.transcribe, transcribe_words=words)

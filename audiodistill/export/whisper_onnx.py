@@ -104,8 +104,9 @@ class DecoderStepGraph(nn.Module):
         # turns into an integer matmul on the int8 table (as [vocab, D] it was the MatMul's
         # first operand: quantized for storage only, run in float32 over the whole table
         # every step); the embedding gathers its columns
+        # (a view: word timing builds this module on every call, and the table is 77 MB)
         kept = model.proj_out.weight[:vocab]
-        self.tokens = nn.Parameter(kept.detach().T.contiguous())
+        self.tokens = nn.Parameter(kept.detach().T, requires_grad=False)
 
     def forward(self, input_ids, cross_keys, cross_values, past_keys, past_values):
         past, n = past_keys.shape[3], input_ids.shape[1]

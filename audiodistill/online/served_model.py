@@ -80,7 +80,7 @@ class ServedModel:
         torch.set_num_threads(threads)
         self.takes_prompt, self._onnx, self._torch = False, None, None
         self._transcribe_words = None  # Whisper-type models' (streaming students': frames)
-        self.recognizer = None  # whisper-causal: () -> a fresh recognizer for one live stream
+        self.recognizer = None  # whisper-causal: (words=False) -> a fresh recognizer for a stream
         kind = _kind(spec)
         if kind == "streaming-onnx":
             parameters = self._load_onnx(spec, threads, chunk_ms)

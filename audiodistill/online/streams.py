@@ -196,6 +196,9 @@ class Recognizer(Protocol):
     def drop(self) -> None:
         """Forget the open segment's text without decoding it."""
 
+    # a recognizer built to time words: the last final's, seconds from the segment's start
+    last_words: list[Word]
+
 
 async def run_inline(call: Callable[[], T]) -> T:
     return call()
@@ -204,21 +207,40 @@ async def run_inline(call: Callable[[], T]) -> T:
 class RecognizerEngine:
     """A `Recognizer` as a session's engine. Its calls block for as long as the model
     computes, so they go through `run`: inline for one stream in-process, a worker thread
-    in a server."""
+    in a server. With `words` (a recognizer built to time them), a final's words are
+    snapped to the segment's speech and given in seconds of stream audio."""
 
-    def __init__(self, recognizer: Recognizer, run: RunFn = run_inline):
+    def __init__(self, recognizer: Recognizer, run: RunFn = run_inline, words: bool = False):
         self.recognizer = recognizer
         self._run = run
+        self._words = words
+        self.final_words: list[Word] | None = None
+        self._received = 0  # stream samples so far
+        self._next_segment()
+
+    def _next_segment(self) -> None:
+        self._start = self._received  # the stream sample the open segment starts at
+        self._audio: list[np.ndarray] = []  # its audio (words only)
 
     async def accept(self, pcm: np.ndarray, speech: bool) -> str:
+        self._received += len(pcm)
+        if self._words:
+            self._audio.append(pcm)
         return await self._run(partial(self.recognizer.accept, pcm, speech))
 
     async def end_segment(self, flush: bool) -> str:
         r = self.recognizer
-        return await self._run(r.finalize if flush else r.end_segment)
+        text = await self._run(r.finalize if flush else r.end_segment)
+        if self._words:
+            audio = np.concatenate([np.zeros(0, np.float32), *self._audio])
+            timed = snap_to_speech(r.last_words, audio)
+            self.final_words = shifted(timed, self._start / SAMPLE_RATE)
+        self._next_segment()
+        return text
 
     async def drop_segment(self) -> None:
         await self._run(self.recognizer.drop)
+        self._next_segment()
 
 
 def agreed_prefix(a: Sequence[str], b: Sequence[str]) -> list[str]:

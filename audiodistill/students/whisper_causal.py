@@ -40,15 +40,18 @@ from torch import nn
 from audiodistill.data.audio import SAMPLE_RATE
 from audiodistill.decoding.whisper_greedy import (
     accepted_draft,
+    decoder_words,
     greedy_decode,
     previous_text_ids,
     prompt_ids,
 )
+from audiodistill.decoding.words import Word
 from audiodistill.edge.causal import (
     PAD_SAMPLES,
     SILENCE_SAMPLES,
     CausalRecognizer,
     piece_samples,
+    stream_clips,
 )
 from audiodistill.students import causal_whisper
 from audiodistill.students.causal_whisper import CausalWhisperEncoder
@@ -401,13 +404,24 @@ class TorchEngine:
     @torch.inference_mode()
     def decode(self, states: np.ndarray, draft: list[int]) -> list[int]:
         model, options = self.student.model, self.student.options
-        head = torch.from_numpy(states)[None].to(self.silence)  # [1, T, D]
-        window = torch.cat([head, self.silence[:, head.shape[1] :]], dim=1)
         prompt = prompt_ids(model.whisper.generation_config, options.language)
-        return _decode_from_draft(model, window, prompt, options.max_new_tokens, draft)
+        return _decode_from_draft(model, self._window(states), prompt, options.max_new_tokens,
+                                  draft)  # fmt: skip
 
     def text(self, ids: list[int]) -> str:
         return self.student.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    @torch.inference_mode()
+    def words(self, states: np.ndarray, ids: list[int], positions: int) -> list[Word]:
+        whisper, tokenizer = self.student.model.whisper, self.student.tokenizer
+        prompt = prompt_ids(whisper.generation_config, self.student.options.language)
+        window = self._window(states)
+        return decoder_words(whisper, window, prompt, ids, positions, tokenizer.decode)
+
+    def _window(self, states: np.ndarray) -> torch.Tensor:
+        """A piece's states [T, D] filled to the window with the silence's: [1, 1500, D]."""
+        head = torch.from_numpy(states)[None].to(self.silence)  # [1, T, D]
+        return torch.cat([head, self.silence[:, head.shape[1] :]], dim=1)
 
 
 class WhisperCausalModel:
@@ -448,5 +462,13 @@ class WhisperCausalModel:
         return transcribe(self.model, self.tokenizer, audios, chunk, self._silence,
                           self.options, prompt)  # fmt: skip
 
-    def recognizer(self, chunk_ms: int | None = None) -> CausalRecognizer:
-        return CausalRecognizer(TorchEngine(self, chunk_ms or self.chunk_ms))
+    def transcribe_words(
+        self, audios: Sequence[np.ndarray], prompt: str | None = None
+    ) -> list[list[Word]]:
+        """Each clip's words, streamed as a live stream is (no prompt: a stream has none),
+        timed from the cross-attention of the teacher's alignment heads."""
+        recognizer = CausalRecognizer(TorchEngine(self, self.chunk_ms), 0, words=True)
+        return [words for _, words in stream_clips(recognizer, list(audios))]
+
+    def recognizer(self, chunk_ms: int | None = None, words: bool = False) -> CausalRecognizer:
+        return CausalRecognizer(TorchEngine(self, chunk_ms or self.chunk_ms), words=words)
