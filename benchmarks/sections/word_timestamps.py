@@ -63,7 +63,10 @@ def words() -> list[str]:
             head_rows,
         ),
         sources(
-            "eval/word_timing/report.json", "word_heads.json", taken='2026-12-06, "Word timestamps"'
+            "eval/word_timing/report.json",
+            "word_heads.json",
+            taken='2026-12-06, "Word timestamps" (word_timing rerun with whisper-causal '
+            '2026-12-07, "An integer output layer")',
         )
         + " Re-measure:",
         "",
