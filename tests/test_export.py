@@ -502,3 +502,21 @@ def test_an_int8_only_export_is_what_a_release_ships(tmp_path, capsys):
     assert load_onnx_model(tmp_path / "rel", int8=True).transcribe([bench_audio(1.0)])[0]
     with pytest.raises(ValueError, match="keep_fp32=false"):
         run(ExportOptions(student, keep_fp32=False, out=str(tmp_path / "none")))
+
+
+def test_the_filled_teacher_exports_as_a_whisper_distil_student(speech, tmp_path):
+    """`export --model teacher:hf-fill`: the teacher at the export runtime's speed, the
+    baseline a student's speed-up is measured against; its fp32 graphs give eval's
+    `teacher:hf-fill` text."""
+    from audiodistill.edge.whisper import OnnxWhisper
+    from audiodistill.evaluation.measurement import load_eval_model
+    from audiodistill.export.exporter import ExportOptions, run
+
+    summary = run(ExportOptions(model="teacher:hf-fill", int8=True, out=str(tmp_path / "t")))
+    assert summary["student"] == "whisper-distil-onnx"
+    assert set(summary["bytes"]) == {"encoder.onnx", "decoder.onnx",
+                                     "encoder.int8.onnx", "decoder.int8.onnx"}  # fmt: skip
+    clips = speech[1][:2]
+    expected = load_eval_model("teacher:hf-fill").transcribe(clips)
+    assert OnnxWhisper(tmp_path / "t").transcribe(clips) == expected
+    assert all(OnnxWhisper(tmp_path / "t", int8=True).transcribe(clips))

@@ -253,15 +253,13 @@ def _filled_teacher(threads: int) -> EvalModel:
     30 s window (students/whisper_distil.py). The strongest baseline for a student that uses
     the same trick."""
     import torch
-    from transformers import WhisperConfig
 
-    from audiodistill.students.whisper_distil import WhisperDistilOptions, WhisperDistilTask
+    from audiodistill.students.whisper_distil import filled_teacher_task
     from audiodistill.teachers.bundled import BUNDLED_NAME
     from audiodistill.teachers.convert import ensure_bundled_hf
 
     torch.set_num_threads(threads)
-    layers = WhisperConfig.from_pretrained(ensure_bundled_hf()).decoder_layers
-    task = WhisperDistilTask(WhisperDistilOptions(decoder_layers=layers, fill_window=True))
+    task = filled_teacher_task()
     model = task.build().eval()
     return EvalModel(
         name=f"{BUNDLED_NAME} (transformers, window fill)",

@@ -22,11 +22,15 @@ from audiodistill.students.streaming import STUDENT_KIND
 
 WHISPER_KIND = "whisper-distil"  # config.json "student" of a saved whisper-distil student
 CAUSAL_KIND = "whisper-causal"  # ... of a saved whisper-causal student
+# the bundled teacher with the window fill, exported as a whisper-distil student: the
+# teacher at the export runtime's speed (the baseline a student's speed-up is measured on)
+FILLED_TEACHER = "teacher:hf-fill"
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    # saved student directory: streaming (model.safetensors, ...) or whisper-distil
+    # saved student directory (streaming, whisper-distil or whisper-causal), or
+    # "teacher:hf-fill": the bundled teacher with the window fill, as a whisper-distil export
     model: str
     # export format; ONNX is the one the edge runtime reads
     format: Literal["onnx"] = "onnx"
@@ -45,6 +49,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
     Streaming students as described above; whisper-distil students as an encoder and a
     decoder graph (audiodistill/export/whisper_onnx.py).
     """
+    if str(model_dir) == FILLED_TEACHER:
+        return _export_filled_teacher(out_dir, int8)
     kind = student_kind(model_dir)
     if kind == WHISPER_KIND:
         from audiodistill.export.whisper_onnx import export_whisper_onnx
@@ -57,8 +63,23 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
     return export_streaming_onnx(model_dir, out_dir, int8)
 
 
+def _export_filled_teacher(out_dir: str | Path, int8: bool) -> dict:
+    """The filled teacher saved as an untrained whisper-distil student, then exported."""
+    import tempfile
+
+    from audiodistill.export.whisper_onnx import export_whisper_onnx
+    from audiodistill.students.whisper_distil import filled_teacher_task
+
+    task = filled_teacher_task()
+    with tempfile.TemporaryDirectory() as scratch:
+        task.save(task.build().eval(), Path(scratch))
+        return export_whisper_onnx(scratch, out_dir, int8)
+
+
 def student_kind(model_dir: str | Path) -> str:
     """The kind of the saved student at `model_dir`; ModelError unless it can be exported."""
+    if str(model_dir) == FILLED_TEACHER:
+        return WHISPER_KIND
     config_path = Path(model_dir) / CONFIG_FILE
     if not config_path.is_file():
         raise ModelError(f"{model_dir}: not a saved student (no {CONFIG_FILE})")
@@ -88,7 +109,9 @@ def run(options: ExportOptions) -> dict:
     kind = student_kind(options.model)
     stages = Stages("export")
     int8 = " and quantizing to int8" if options.int8 else ""
-    stages(f"tracing the {kind} student {options.model} to ONNX{int8}")
+    what = "the teacher with the window fill" if options.model == FILLED_TEACHER else (
+        f"the {kind} student {options.model}")  # fmt: skip
+    stages(f"tracing {what} to ONNX{int8}")
     config = export_onnx(options.model, options.out, options.int8)
     if not options.keep_fp32:
         config = drop_fp32(Path(options.out))

@@ -453,6 +453,18 @@ class WhisperDistilTask(WhisperTeacherFiles):
         """Nothing beyond the weights: the export is complete."""
 
 
+def filled_teacher_task() -> WhisperDistilTask:
+    """The bundled teacher as a whisper-distil task that keeps every decoder layer and fills
+    the window: its untrained `build()` is the teacher with the window fill and nothing else
+    changed (eval's `teacher:hf-fill`; `audiodistill export --model teacher:hf-fill`)."""
+    from transformers import WhisperConfig
+
+    from audiodistill.teachers.convert import ensure_bundled_hf
+
+    layers = WhisperConfig.from_pretrained(ensure_bundled_hf()).decoder_layers
+    return WhisperDistilTask(WhisperDistilOptions(decoder_layers=layers, fill_window=True))
+
+
 def windows(audio: np.ndarray) -> list[np.ndarray]:
     """Consecutive 30 s windows: long-form audio is decoded window by window."""
     step = WINDOW_SECONDS * SAMPLE_RATE

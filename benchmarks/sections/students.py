@@ -116,7 +116,7 @@ def students_now() -> list[str]:
 
 
 # the teacher with the window fill, exported and run as the students are: the baseline that
-# shows what the ONNX runtime alone gives (benchmarks/teacher_export.py)
+# shows what the ONNX runtime alone gives (`audiodistill export --model teacher:hf-fill`)
 EXPORTED_TEACHER = "teacher_fill_onnx (onnx int8)"
 # (label, recordings report, model there, synthetic report, model there)
 RELEASED = [
@@ -135,7 +135,8 @@ RELEASED = [
         "whisper-tiny.en (transformers, window fill)",
     ),
     (
-        "the same exported as the students are (int8 ONNX, `benchmarks/teacher_export.py`)",
+        "the same exported as the students are (int8 ONNX, "
+        "`audiodistill export --model teacher:hf-fill`)",
         "wd_long_real",
         EXPORTED_TEACHER,
         None,
@@ -234,7 +235,9 @@ def released() -> list[str]:
         + f" The recordings' manifest: `audiodistill manifest source={REAL_SAMPLE} "
         "out=data/real/manifest.jsonl dev_fraction=0.08 test_fraction=0.16`, labelled by "
         "`audiodistill pseudo-label --config configs/pseudo_label/tiny_en_hf.yaml "
-        "manifest=data/real/manifest.jsonl out=runs/pl_real`. Re-measure, one eval per "
+        "manifest=data/real/manifest.jsonl out=runs/pl_real`; the exported teacher by "
+        "`audiodistill export --model teacher:hf-fill --int8 keep_fp32=false "
+        "--out runs/exp/teacher_fill_onnx`. Re-measure, one eval per "
         "report, as recorded (`runs/` paths are training outputs, not committed; "
         "`models/` is):",
         "",
