@@ -53,12 +53,6 @@ CAUSAL_KINDS = ("whisper-causal", "whisper-causal-onnx")
 LANES = 2
 
 
-def is_streaming_student(spec: str) -> bool:
-    """Whether `spec` is a CTC streaming student directory: saved by `distill`, or exported
-    to ONNX (a released student)."""
-    return _kind(spec) in STREAMING_KINDS
-
-
 def streams_natively(spec: str) -> bool:
     """Whether `spec` decodes a live stream chunk by chunk, keeping its encoder state (a
     CTC streaming student or whisper-causal), rather than by LocalAgreement."""
