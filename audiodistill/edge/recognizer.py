@@ -18,6 +18,7 @@ import onnxruntime as ort
 from audiodistill.decoding.ctc_decoder import LM_FILE, CtcDecoder, load_decoder, log_softmax
 from audiodistill.edge.ctc import load_symbols
 from audiodistill.edge.features import ChunkQueue, FeatureStreamer, Step
+from audiodistill.edge.sessions import checked_precision, cpu_session
 from audiodistill.errors import ModelError
 
 EXPORT_KIND = "streaming-onnx"  # config.json "student" that `audiodistill export` writes
@@ -98,17 +99,8 @@ def load_onnx_model(path: str | Path, int8: bool = False, threads: int = 1) -> O
             f"{path}: not an ONNX streaming export (student {config.get('student')!r}); "
             "make one with `audiodistill export --model <student dir> --out <dir>`"
         )
-    kind = "int8" if int8 else "fp32"
-    if kind not in config["models"]:
-        raise ModelError(
-            f"{path}: no {kind} model (it has {', '.join(config['models'])}); "
-            "--int8 runs the int8 one, `audiodistill export --int8` makes one"
-        )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # one step is one chain of ops; no parallel branches
-    model_path = path / config["models"][kind]
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    model_path = path / config["models"][checked_precision(path, config, int8)]
+    session = cpu_session(model_path, threads)
     symbols, blank = load_symbols(path / config["tokenizer"])
     decoder = load_decoder(config.get("decoding"), symbols, blank, path / LM_FILE)
     return OnnxStreamingModel(session, config, symbols, blank, model_path, decoder)

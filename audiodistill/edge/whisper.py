@@ -26,6 +26,7 @@ from audiodistill.decoding.repetition import loop_excess
 from audiodistill.decoding.whisper_alignment import alignment_heads, timed_words
 from audiodistill.decoding.words import Word, shifted
 from audiodistill.edge.features import DFT_COS, DFT_SIN, MEL
+from audiodistill.edge.sessions import checked_precision, cpu_session
 from audiodistill.errors import ModelError
 
 EXPORT_KIND = "whisper-distil-onnx"
@@ -206,18 +207,9 @@ def open_graphs(
     checking the export is of `kind` and has that precision."""
     if config.get("student") != kind:
         raise ModelError(f"{path}: not a {kind.removesuffix('-onnx')} ONNX export")
-    precision = "int8" if int8 else "fp32"
-    if precision not in config["models"]:
-        raise ModelError(
-            f"{path}: no {precision} model (it has {', '.join(config['models'])}); "
-            "--int8 runs the int8 one, `audiodistill export --int8` makes one"
-        )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # one decoder step is one chain of ops
+    precision = checked_precision(path, config, int8)
     files = [path / config["models"][precision][part] for part in parts]
-    cpu = ["CPUExecutionProvider"]
-    return files, [ort.InferenceSession(str(f), options, providers=cpu) for f in files]
+    return files, [cpu_session(f, threads) for f in files]
 
 
 def greedy_tokens(
