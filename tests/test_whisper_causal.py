@@ -253,8 +253,12 @@ def test_words_spell_the_text_in_order_inside_the_audio(trained, exported):
 def test_a_draft_is_checked_not_trusted(trained):
     """A stream's earlier hypothesis speeds a decode up but never changes it: the tokens
     greedy would choose are kept, the first other one and all after it are decoded again."""
-    from audiodistill.decoding.whisper_greedy import accepted_draft, prompt_ids
-    from audiodistill.students.whisper_causal import _decode, _decode_from_draft
+    from audiodistill.decoding.whisper_greedy import (
+        accepted_draft,
+        generation_greedy,
+        prompt_ids,
+    )
+    from audiodistill.students.whisper_causal import _decode_from_draft
 
     _, _, rows, _, loaded, _ = trained
     model, chunk = loaded.model, chunk_frames(320)
@@ -262,7 +266,7 @@ def test_a_draft_is_checked_not_trusted(trained):
     with torch.no_grad():
         window = model.window(features, lengths, chunk, model.silence(chunk))
     prompt = prompt_ids(model.whisper.generation_config)
-    plain = _decode(model, window, prompt, 128)[0].token_ids
+    plain = generation_greedy(model.whisper, window, prompt, 128)[0].token_ids
     assert len(plain) > 4
     assert accepted_draft(model.whisper, window, prompt, plain) == len(plain)
     wrong = [*plain[:3], plain[3] + 1, *plain[4:]]

@@ -138,6 +138,30 @@ def greedy_decode(
     return results
 
 
+def generation_greedy(
+    model: nn.Module,
+    encoder_out: torch.Tensor,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    first: bool = True,
+    loop_repeats: int = LOOP_REPEATS,
+) -> list[Decoded]:
+    """`greedy_decode` with the end-of-text and suppressed ids of the model's generation
+    config. `first`: the prompt ends at the start of the transcript, where Whisper also
+    suppresses blank and end-of-text (not after tokens a decode has already kept)."""
+    generation = model.generation_config
+    return greedy_decode(
+        model,
+        encoder_out,
+        prompt=prompt,
+        eot=generation.eos_token_id,
+        max_new_tokens=max_new_tokens,
+        suppress=generation.suppress_tokens or (),
+        suppress_begin=(generation.begin_suppress_tokens or ()) if first else (),
+        loop_repeats=loop_repeats,
+    )
+
+
 @torch.inference_mode()
 def accepted_draft(
     model: nn.Module,

@@ -41,7 +41,7 @@ from audiodistill.data.audio import SAMPLE_RATE
 from audiodistill.decoding.whisper_greedy import (
     accepted_draft,
     decoder_words,
-    greedy_decode,
+    generation_greedy,
     previous_text_ids,
     prompt_ids,
 )
@@ -307,24 +307,6 @@ class WhisperCausalTask(WhisperTeacherFiles):
         """Nothing beyond the weights: the export is complete."""
 
 
-def _decode(
-    model: CausalWhisper, window: torch.Tensor, prompt: list[int], max_new_tokens: int,
-    first: bool = True,
-):  # fmt: skip
-    """Greedy decoding of windows [B, 1500, D]; `first`: the prompt ends at the start of the
-    transcript, where Whisper suppresses blank and end-of-text (not after kept tokens)."""
-    generation = model.whisper.generation_config
-    return greedy_decode(
-        model.whisper,
-        window,
-        prompt=prompt,
-        eot=generation.eos_token_id,
-        max_new_tokens=max_new_tokens,
-        suppress=generation.suppress_tokens or (),
-        suppress_begin=(generation.begin_suppress_tokens or ()) if first else (),
-    )
-
-
 def _decode_from_draft(
     model: CausalWhisper, window: torch.Tensor, prompt: list[int], max_new_tokens: int,
     draft: list[int],
@@ -335,7 +317,9 @@ def _decode_from_draft(
     suppress = generation.suppress_tokens or ()
     begin = generation.begin_suppress_tokens or ()
     kept = list(draft[: accepted_draft(model.whisper, window, prompt, draft, suppress, begin)])
-    rest = _decode(model, window, prompt + kept, max_new_tokens - len(kept), first=not kept)
+    rest = generation_greedy(
+        model.whisper, window, prompt + kept, max_new_tokens - len(kept), first=not kept
+    )
     return kept + rest[0].token_ids
 
 
@@ -369,7 +353,7 @@ def transcribe(
         device = model.encoder.device
         features, lengths = features_of([p[2] for p in batch], options.tail_seconds, device)
         window = model.window(features, lengths, chunk, silence)
-        decoded = _decode(model, window, tokens, options.max_new_tokens)
+        decoded = generation_greedy(model.whisper, window, tokens, options.max_new_tokens)
         for (i, start, _), d in zip(batch, decoded, strict=True):
             texts[i].append((start, tokenizer.decode(d.token_ids, skip_special_tokens=True)))
     model.train(was_training)

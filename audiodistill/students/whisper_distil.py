@@ -36,7 +36,7 @@ from audiodistill.data.audio import SAMPLE_RATE
 from audiodistill.decoding.repetition import LOOP_REPEATS
 from audiodistill.decoding.whisper_greedy import (
     decoder_words,
-    greedy_decode,
+    generation_greedy,
     previous_text_ids,
     prompt_ids,
 )
@@ -506,14 +506,11 @@ def transcribe(
         chunk = order[start : start + 8]
         clips = [pieces[j] for j in chunk]
         encoded = encode_audio(model, processor.feature_extractor, clips, tail_seconds)
-        decoded = greedy_decode(
+        decoded = generation_greedy(
             model,
             encoded if silence is None else fill(encoded, silence),
-            prompt=prompt_ids(generation, language, previous),
-            eot=generation.eos_token_id,
-            max_new_tokens=max_new_tokens,
-            suppress=generation.suppress_tokens or (),
-            suppress_begin=generation.begin_suppress_tokens or (),
+            prompt_ids(generation, language, previous),
+            max_new_tokens,
             loop_repeats=loop_repeats,
         )
         for j, d in zip(chunk, decoded, strict=True):
@@ -586,13 +583,4 @@ class WhisperDistilModel:
 
     def _greedy(self, encoded: torch.Tensor, tokens: list[int]) -> list[int]:
         """The greedy token ids of one encoded window [1, 1500, D], as `transcribe` decodes."""
-        generation = self.model.generation_config
-        return greedy_decode(
-            self.model,
-            encoded,
-            prompt=tokens,
-            eot=generation.eos_token_id,
-            max_new_tokens=self.max_new_tokens,
-            suppress=generation.suppress_tokens or (),
-            suppress_begin=generation.begin_suppress_tokens or (),
-        )[0].token_ids
+        return generation_greedy(self.model, encoded, tokens, self.max_new_tokens)[0].token_ids
