@@ -216,6 +216,7 @@ class WhisperCausalTask(WhisperTeacherFiles):
         self.options = options
         self._teacher: nn.Module | None = None  # frozen full teacher, for online targets
         self._teacher_encoder: CausalWhisperEncoder | None = None  # when the student's trains
+        self._teacher_silence: torch.Tensor | None = None  # that encoder's, computed once
         self._silences: dict[int | None, torch.Tensor] = {}  # chunk -> a frozen encoder's
 
     def build(self) -> nn.Module:
@@ -246,7 +247,8 @@ class WhisperCausalTask(WhisperTeacherFiles):
         }
 
     def _silence(self, module: CausalWhisper, chunk: int | None) -> torch.Tensor:
-        """The window fill: computed once per chunk size while the encoder is fixed."""
+        """The student's window fill: computed once per chunk size while its encoder is
+        fixed, every step while it trains."""
         if self.options.encoder_lr:
             return module.silence(chunk)
         if chunk not in self._silences:
@@ -278,10 +280,14 @@ class WhisperCausalTask(WhisperTeacherFiles):
             if self.options.encoder_lr:
                 encoder = causal_whisper.from_teacher(self.teacher_dir())
                 self._teacher_encoder = encoder.eval().requires_grad_(False).to(device)
-        reader = module if self._teacher_encoder is None else CausalWhisper(
-            self._teacher_encoder, self._teacher
-        )  # fmt: skip
-        window = reader.window(features, lengths, None, self._silence(reader, None))
+        if self._teacher_encoder is None:
+            reader, silence = module, self._silence(module, None)
+        else:  # a fixed copy: its silence, a full-context pass over 30 s, never changes
+            reader = CausalWhisper(self._teacher_encoder, self._teacher)
+            if self._teacher_silence is None:
+                self._teacher_silence = reader.silence(None)
+            silence = self._teacher_silence
+        window = reader.window(features, lengths, None, silence)
         return self._teacher(encoder_outputs=(window,), decoder_input_ids=decoder_input_ids).logits
 
     def transcribe(self, model: nn.Module, audios: Sequence[np.ndarray]) -> list[str]:
