@@ -23,6 +23,7 @@ from audiodistill.data.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from audiodistill.decoding.whisper_alignment import timed_words
 from audiodistill.decoding.words import Word, shifted
 from audiodistill.edge.features import FRAMES_PER_SECOND, ChunkQueue, FeatureStreamer, Step
+from audiodistill.edge.recognizer import run_step, step_planner, zero_state
 from audiodistill.edge.whisper import (
     SAMPLES_PER_POSITION,
     ByteBPEDecoder,
@@ -201,30 +202,22 @@ class OnnxCausalWhisper:
         self.tokenizer = ByteBPEDecoder(path / self.config["tokenizer"])
         self.tail_seconds = float(self.config["tail_seconds"])
         self.chunk_ms = int(self.config["chunk_ms"])
-        self.silence = self._silence()  # [1500, D] the encoder's states for a silent window
-        # its cross-attention keys and values [layers, 1, heads, 1500, head_dim]: a decode
-        # computes only its speech's and takes the rest of the window from these
-        self.silence_cross = self.cross.run(None, {"states": self.silence[None]})
+        # the cross-attention keys and values [layers, 1, heads, 1500, head_dim] of the
+        # encoder's states for a silent window: a decode computes only its speech's and takes
+        # the rest of the window from these
+        self.silence_cross = self.cross.run(None, {"states": self._silence()[None]})
 
     def feature_streamer(self) -> FeatureStreamer:
         return FeatureStreamer(pad_samples=PAD_SAMPLES)
 
     def chunk_queue(self) -> ChunkQueue:
-        c = self.config
-        return ChunkQueue(c["chunk_frames"], c["lookahead_frames"], c["subsampling"],
-                          c["model_config"]["n_mels"])  # fmt: skip
+        return step_planner(self.config)
 
     def init_state(self) -> dict[str, np.ndarray]:
-        return {
-            s["name"]: np.zeros(s["shape"], dtype=np.dtype(s["dtype"]))
-            for s in self.config["state"]
-        }
+        return zero_state(self.config)
 
     def step(self, features: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
-        names = [self.config["states_output"], *(s["output"] for s in self.config["state"])]
-        feeds = {self.config["features_input"]: features[None].astype(np.float32), **state}
-        states, *new = self.encoder.run(names, feeds)
-        return states[0], {s["name"]: a for s, a in zip(self.config["state"], new, strict=True)}
+        return run_step(self.encoder, self.config, self.config["states_output"], features, state)
 
     def decode(self, states: np.ndarray, draft: list[int]) -> list[int]:
         keys, values = self._cross(states)
@@ -262,6 +255,7 @@ class OnnxCausalWhisper:
         return keys, values
 
     def _silence(self) -> np.ndarray:
+        """[1500, D] the encoder's states for a silent window."""
         streamer, queue, state = self.feature_streamer(), self.chunk_queue(), self.init_state()
         steps = queue.push(streamer.accept(np.zeros(SILENCE_SAMPLES, np.float32)))
         states = []

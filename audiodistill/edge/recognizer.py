@@ -24,6 +24,35 @@ from audiodistill.errors import ModelError
 EXPORT_KIND = "streaming-onnx"  # config.json "student" that `audiodistill export` writes
 
 
+def zero_state(config: dict) -> dict[str, np.ndarray]:
+    """The zero state of a new stream of a step graph export, by input name."""
+    return {s["name"]: np.zeros(s["shape"], dtype=np.dtype(s["dtype"])) for s in config["state"]}
+
+
+def run_step(
+    session: ort.InferenceSession, config: dict, output: str, features: np.ndarray, state: dict
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One chunk step of an export's step graph: features [n + lookahead, n_mels] and the
+    stream's state -> its `output` for the chunk (batch dimension dropped), the next state."""
+    feeds = {config["features_input"]: features[None].astype(np.float32), **state}
+    names = [output, *(s["output"] for s in config["state"])]
+    out, *new_state = session.run(names, feeds)
+    return out[0], {s["name"]: a for s, a in zip(config["state"], new_state, strict=True)}
+
+
+def step_planner(config: dict) -> ChunkQueue:
+    """The step planner of one stream of a step graph export (exports from before the
+    teacher-initialised encoder have no lookahead, padding or position limit)."""
+    return ChunkQueue(
+        int(config["chunk_frames"]),
+        int(config.get("lookahead_frames", 0)),
+        int(config["subsampling"]),
+        int(config["model_config"]["n_mels"]),
+        int(config.get("max_positions", 0)),
+        int(config.get("context_frames", 0)),
+    )
+
+
 @dataclass
 class OnnxStreamingModel:
     """A loaded export: one ONNX Runtime session plus what config.json says about it."""
@@ -44,35 +73,17 @@ class OnnxStreamingModel:
         return int(self.config["subsampling"])
 
     def init_state(self) -> dict[str, np.ndarray]:
-        """Zero state of a new stream, by input name."""
-        return {
-            s["name"]: np.zeros(s["shape"], dtype=np.dtype(s["dtype"]))
-            for s in self.config["state"]
-        }
+        return zero_state(self.config)
 
     def step(
         self, features: np.ndarray, state: dict[str, np.ndarray]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """features [n + lookahead, n_mels] (n = chunk_frames, or fewer for the last chunk,
         and at least `subsampling`) -> logits [n // subsampling, vocab] and the next state."""
-        feeds = {self.config["features_input"]: features[None].astype(np.float32), **state}
-        names = [self.config["logits_output"], *(s["output"] for s in self.config["state"])]
-        logits, *new_state = self.session.run(names, feeds)
-        next_state = {s["name"]: a for s, a in zip(self.config["state"], new_state, strict=True)}
-        return logits[0], next_state
+        return run_step(self.session, self.config, self.config["logits_output"], features, state)
 
     def chunk_queue(self) -> ChunkQueue:
-        """The step planner of one stream (exports from before the teacher-initialised
-        encoder have no lookahead, padding or position limit)."""
-        c = self.config
-        return ChunkQueue(
-            self.chunk_frames,
-            int(c.get("lookahead_frames", 0)),
-            self.subsampling,
-            int(c["model_config"]["n_mels"]),
-            int(c.get("max_positions", 0)),
-            int(c.get("context_frames", 0)),
-        )
+        return step_planner(self.config)
 
     def recognizer(self) -> OnnxStreamingRecognizer:
         return OnnxStreamingRecognizer(self)

@@ -10,7 +10,7 @@ from audiodistill.errors import ModelError
 
 
 def checked_precision(path: Path, config: dict, int8: bool) -> str:
-    """"int8" or "fp32", after checking the export at `path` (its `config`) has it."""
+    """The precision to run, "int8" or "fp32", after checking the export has it."""
     precision = "int8" if int8 else "fp32"
     if precision not in config["models"]:
         raise ModelError(
